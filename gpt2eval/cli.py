@@ -1,0 +1,129 @@
+"""The command line: `python run_eval.py [run options]`, or a subcommand (make-random-model, ...).
+
+Every user mistake ends as one line on stderr and exit status 2 (1 for other failures, 130 for
+Ctrl-C); --debug shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+from .model import DTYPES, SIZES
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def batch_size(text: str) -> int | str:
+    return "auto" if text == "auto" else positive_int(text)
+
+
+def run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gpt2eval", description="Reproduce GPT-2's zero-shot results and compare "
+                                "them with the paper's. Subcommands: " + ", ".join(SUBCOMMANDS) + ".")
+    p.add_argument("--sizes", default=None, help="comma-separated: small,medium,large,xl (the four public GPT-2s)")
+    p.add_argument("--model", default=None, help="one causal LM: a hub id or a local folder (instead of --sizes)")
+    p.add_argument("--tasks", default="lambada,ptb,wikitext103,wikitext2", help="comma-separated task names")
+    p.add_argument("--output", default=None, help="output folder (default results/runs/<timestamp>)")
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N examples (a subset)")
+    p.add_argument("--data-dir", default=None, help="folder of upstream data files (else $GPT2EVAL_DATA_DIR, else hub)")
+    p.add_argument("--batch-size", type=batch_size, default="auto", help="N or auto (default)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.add_argument("--dtype", choices=list(DTYPES), default="float32", help="float32 is the reference precision")
+    p.add_argument("--reference-size", choices=list(SIZES), default=None,
+                   help="compare a --model whose shape matches no GPT-2 size with this size's paper values")
+    p.add_argument("--seed", type=int, default=1234, help="run seed for sampled generation")
+    p.add_argument("--include-path", action="append", default=[], help="folder of extra task plugins (repeatable)")
+    p.add_argument("--list-tasks", action="store_true", help="list the available tasks and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def cmd_run(args) -> int:
+    from .runner import RunConfig, evaluate
+    from .task import discover, select
+    if args.list_tasks:
+        for name, cls in sorted(discover(args.include_path).items()):
+            print(f"{name:16s} {cls.description}")
+        return 0
+    if args.model and args.sizes:
+        raise UserError("give either --model or --sizes, not both")
+    if args.model:
+        models = [args.model]
+    else:
+        models = [s.strip() for s in (args.sizes or "small").split(",") if s.strip()]
+        unknown = [s for s in models if s not in SIZES]
+        if unknown:
+            raise UserError(f"unknown size(s) {', '.join(unknown)}; choose from {', '.join(SIZES)}")
+    tasks = select([t.strip() for t in args.tasks.split(",") if t.strip()], args.include_path)
+    if not tasks:
+        raise UserError("--tasks is empty; name at least one task (python run_eval.py --list-tasks)")
+    output = Path(args.output) if args.output else default_output()
+    evaluate(RunConfig(models=models, tasks=tasks, output=output, data_dir=args.data_dir, limit=args.limit,
+                       batch_size=args.batch_size, device=args.device, dtype=args.dtype, seed=args.seed,
+                       progress=not args.no_progress, reference_size=args.reference_size,
+                       settings={"argv": sys.argv[1:]}))
+    return 0
+
+
+def default_output() -> Path:
+    from datetime import datetime
+    return Path("results") / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _make_random_model_args(p):
+    p.add_argument("output", help="folder to write the model and tokenizer to")
+    p.add_argument("--tokenizer", required=True, help="folder with the GPT-2 tokenizer (vocab.json, merges.txt)")
+    p.add_argument("--size", choices=list(SIZES), default="small", help="shape to copy (default small, 124M)")
+    p.add_argument("--n-layer", type=positive_int, default=None, help="override the number of layers")
+    p.add_argument("--n-embd", type=positive_int, default=None, help="override the width")
+    p.add_argument("--reference-size", choices=list(SIZES), default=None,
+                   help="compare a --model whose shape matches no GPT-2 size with this size's paper values")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _make_random_model(args) -> int:
+    from .model import make_random_model
+    path = make_random_model(args.output, args.tokenizer, size=args.size, n_layer=args.n_layer,
+                             n_embd=args.n_embd, seed=args.seed)
+    print(f"wrote a randomly initialised GPT-2 ({args.size} shape) to {path}")
+    return 0
+
+
+# name -> (help, add_arguments(parser), handler(args) -> exit status)
+SUBCOMMANDS = {
+    "make-random-model": ("write a randomly initialised GPT-2 with the real tokenizer (tests, demos)",
+                          _make_random_model_args, _make_random_model),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug and argv and argv[0] in SUBCOMMANDS:
+        argv.remove("--debug")
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            help_text, add_arguments, handler = SUBCOMMANDS[argv[0]]
+            p = argparse.ArgumentParser(prog=f"gpt2eval {argv[0]}", description=help_text)
+            add_arguments(p)
+            return handler(p.parse_args(argv[1:]))
+        return cmd_run(run_parser().parse_args(argv))
+    except UserError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished tasks are in results.json; run the same command again to redo the rest",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,137 @@
+"""Where evaluation data comes from: a local folder of upstream files, or the Hugging Face hub.
+
+Local files follow the layout of the project's shared data folder (lambada/lambada_test.jsonl, ...).
+Known upstream files are checked against their published SHA-256, and every task records the
+provenance of what it read, so a results file says exactly which bytes produced it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError, UserError
+
+KNOWN_SHA256 = {
+    "lambada/lambada_test.jsonl": "4aa8d02cd17c719165fc8a7887fddd641f43fcafa4b1c806ca8abc31fabdb226",
+    "ptb/ptb.test.txt": "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
+    "ptb/ptb.valid.txt": "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
+    "wikitext/wikitext-103/wiki.test.tokens": "56db52eb157b1ab5c89646eef70510c1eca6e12a3bfdb99f0d6b05b4eacb75b9",
+    "wikitext/wikitext-2/wiki.test.tokens": "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
+    "wikitext/wikitext-2-raw/wiki.test.raw": "173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08",
+    "coqa/coqa-dev-v1.0.json": "dfa367a9733ce53222918d0231d9b3bedc2b8ee831a2845f62dfc70701f2540a",
+    "coqa/coqa-dev-v1.0_first_story.json": "a8a383fcbc10e52caaae5c900ebc7f75dda82e5570b4bdf00631c58155a29aa4",
+    "triviaqa/triviaqa_sample.json": "2f46278e1f4f02ad57c9df690f5facec5e28972f9d15a5300cf8c84af3d201b1",
+    "triviaqa/llmfoundry_triviaqa_small.jsonl": "a484b8f1da8b890dab1d1501b0cafac7ffa2c694a9f234125482b103f3c6fa09",
+    "cnn_dailymail/frank_cnndm_test_250.jsonl": "95ba1f6f37e3b6347c214ad8f6f65ea8930c2cdbbdd85be04f7d7ffc10ecacac",
+}
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Dataset:
+    """What a task evaluates: its examples, the size of the full set, and where they came from."""
+    examples: list
+    n_full: int
+    source: dict = field(default_factory=dict)
+
+
+class DataSource:
+    """Finds local files under `data_dir` (else $GPT2EVAL_DATA_DIR) and falls back to the hub."""
+
+    def __init__(self, data_dir: str | os.PathLike | None = None):
+        data_dir = data_dir or os.environ.get("GPT2EVAL_DATA_DIR")
+        self.data_dir = Path(data_dir).expanduser() if data_dir else None
+        if self.data_dir is not None and not self.data_dir.is_dir():
+            raise UserError(f"data folder {self.data_dir} does not exist; pass --data-dir with the folder that "
+                            "holds lambada/, ptb/, wikitext/ ...")
+
+    def find(self, relpath: str) -> Path | None:
+        """The local file, verified when its hash is known; None when there is no such file."""
+        if self.data_dir is None or not (self.data_dir / relpath).is_file():
+            return None
+        path = self.data_dir / relpath
+        expected = KNOWN_SHA256.get(relpath)
+        if expected:
+            got = sha256_of(path)
+            if got != expected:
+                raise DataError(f"{path}: SHA-256 is {got} but the upstream file's is {expected}; "
+                                "the file is altered or a different version; restore the original")
+        return path
+
+    @staticmethod
+    def file_source(path: Path, relpath: str) -> dict:
+        digest = sha256_of(path)
+        return {"kind": "file", "path": str(path.resolve()), "sha256": digest,
+                "verified": KNOWN_SHA256.get(relpath) == digest}
+
+    def hub(self, dataset: str, config: str | None, split: str, **kw):
+        """Load a split from the hub; any failure becomes one line that says how to work offline."""
+        try:
+            import datasets
+            return datasets.load_dataset(dataset, config, split=split, **kw)
+        except Exception as e:  # noqa: BLE001 - network, auth, missing dataset: all the same advice
+            raise DataError(f"cannot load {dataset} ({config or 'default'}, {split}) from the Hugging Face hub "
+                            f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
+                            "offline, pass --data-dir with the upstream files (see README, 'Offline use')") from None
+
+    @staticmethod
+    def hub_source(dataset: str, config: str | None, split: str, rows=None) -> dict:
+        fingerprint = getattr(rows, "_fingerprint", None)
+        return {"kind": "hub", "dataset": dataset, "config": config, "split": split, "fingerprint": fingerprint}
+
+
+def read_text(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); re-download the upstream file") from None
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty; re-download the upstream file")
+    return text
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
+    """Parse a JSON-lines file; a bad line names the file, the line and the field."""
+    rows = []
+    for n, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}, line {n}: not valid JSON ({e.msg}); fix or re-download the file") from None
+        for key in required:
+            if not isinstance(row, dict) or key not in row:
+                raise DataError(f"{path}, line {n}: missing field {key!r}")
+        rows.append(row)
+    return rows
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}, line {e.lineno}: not valid JSON ({e.msg}); fix or re-download the file") from None
+
+
+def text_from_hub_lines(rows, column: str = "text") -> str:
+    """Rebuild an upstream line-per-row text file from hub rows.
+
+    Salesforce/wikitext keeps each line's '\\n' and stores the original ' \\n' blank lines as ''.
+    Undoing that gives back the upstream bytes, whose SHA-256 can then be checked.
+    """
+    return "".join(row[column] if row[column] else " \n" for row in rows)

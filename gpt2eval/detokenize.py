@@ -1,0 +1,220 @@
+"""De-tokenizers for the word-level language-modelling test sets (PTB, WikiText).
+
+The GPT-2 paper scores PTB, WikiText-2 and WikiText-103 after running
+"invertible de-tokenizers" that undo the datasets' tokenization artifacts
+(spaces around punctuation, `@-@` number splitting, ...), because GPT-2 was
+trained on ordinary web text and pays a perplexity penalty for odd spacing.
+Perplexity is then normalised by the number of ORIGINAL dataset tokens, which
+`count_original_tokens` computes.
+
+Design rules shared by both de-tokenizers:
+
+* Line structure is kept: the output has exactly as many lines as the input,
+  so per-line token counts of the original file still line up.
+* They are token-preserving: apart from spaces, the only characters removed
+  are the `@` of WikiText's `@-@`, `@,@`, `@.@` markers. Every decision is
+  "space or no space between two tokens" (plus re-joining the markers), so
+  the text keeps every original token, which is what "invertible" asks for;
+  the tests check this over the whole test files.
+* Placeholders are kept as literal text. The paper reports different
+  perplexities for WikiText-2 and WikiText-103, which differ only in `<unk>`,
+  so it scored the files with `<unk>` in place; PTB's `N` and `<unk>` are
+  kept by the same default (nothing suggests the paper replaced them).
+"""
+
+from __future__ import annotations
+
+# --- WikiText ---------------------------------------------------------------
+
+# WikiText splits hyphens, thousands separators and decimal points inside
+# words/numbers into separate `@x@` tokens: "mid @-@ 1950s", "1 @,@ 000".
+_WIKITEXT_MARKERS = {" @-@ ": "-", " @,@ ": ",", " @.@ ": "."}
+
+# Tokens that attach to the previous token (no space before them).
+_ATTACH_LEFT = {",", ".", ";", ":", "!", "?", "%", ")", "]", "...", "”", "’"}
+# Tokens that attach to the next token (no space after them).
+_ATTACH_RIGHT = {"(", "[", "“"}
+# Currency/number signs glued to a following number: "$ 3" -> "$3".
+_NUMBER_PREFIXES = {"$", "£", "¥", "₱", "₩", "#"}
+# How far ahead (in tokens) a closing `'` may be for a quoted phrase.
+_QUOTE_SPAN = 8
+# Word endings split off after a curly apostrophe: "don ’ t" -> "don’t".
+_CURLY_CLITICS = {"s", "t", "re", "ve", "m", "ll", "d"}
+
+
+def _split_heading(tokens: list[str]) -> tuple[int, list[str]] | None:
+    """Return (level, title tokens) if the line is a `= = Title = =` heading."""
+    n = len(tokens)
+    lead = 0
+    while lead < n and tokens[lead] == "=":
+        lead += 1
+    trail = 0
+    while trail < n - lead and tokens[n - 1 - trail] == "=":
+        trail += 1
+    # Table legends such as " = National record " have no closing run, so
+    # require equal runs on both sides and a non-empty title.
+    if lead == 0 or lead != trail or lead + trail >= n:
+        return None
+    return lead, tokens[lead : n - trail]
+
+
+def _join_wikitext_tokens(tokens: list[str]) -> str:
+    """Decide, for every pair of neighbouring tokens, whether to keep a space.
+
+    Straight quotes carry no open/close information, so they are paired
+    left to right within the line: an odd-numbered `"` opens (glues to the
+    next token), an even-numbered one closes (glues to the previous token).
+    A lone `'` after a word ending in "s" is read as a plural possessive
+    ("ships ' guns" -> "ships' guns") unless a single quote is open or
+    another lone `'` follows within a few tokens ("as ' floating ' guns"
+    is a quoted phrase, not "as'").
+    """
+    out: list[str] = []
+    double_open = single_open = False
+    glue_next = False  # the previous token was an opener
+    last_was_open_quote = False
+    for i, tok in enumerate(tokens):
+        prev = tokens[i - 1] if i else ""
+        attach = glue_next
+        glue_next = False
+        last_was_open_quote = False
+        if tok == '"':
+            if double_open:
+                attach = True
+            else:
+                glue_next = last_was_open_quote = True
+            double_open = not double_open
+        elif tok == "'":
+            if single_open:
+                attach, single_open = True, False
+            elif prev[-1:] in ("s", "S") and "'" not in tokens[i + 2 : i + _QUOTE_SPAN]:
+                attach = True
+            else:
+                glue_next = last_was_open_quote = single_open = True
+        elif tok in _ATTACH_LEFT:
+            attach = True
+        elif tok in _ATTACH_RIGHT:
+            glue_next = True
+        elif tok[0] == "'" and len(tok) > 1 and tok[1].isalpha():
+            # Split-off clitics and elisions: "Teddy 's", "don 't",
+            # "d 'affaires", "Chang 'an".
+            attach = True
+        elif prev == "’" and tok in _CURLY_CLITICS:
+            attach = True
+        elif prev in _NUMBER_PREFIXES and tok[0].isdigit():
+            attach = True
+        if out and not attach:
+            out.append(" ")
+        out.append(tok)
+    if last_was_open_quote and len(out) > 1 and out[-2] == " ":
+        # A quote that opens at the very end of a line has nothing to its
+        # right; it closes the text before it instead (drop the space).
+        out.pop(-2)
+    return "".join(out)
+
+
+def _merge_between(tokens: list[str]) -> list[str]:
+    """Join `a SEP b` into one token where both neighbours decide it.
+
+    Times "3 : 04" -> "3:04", number ranges "1934 – 37" -> "1934–37" and
+    slashes "km / h" -> "km/h": the tokenizer split these off, but a spaced
+    colon or en dash is also ordinary punctuation, so only digit/word
+    neighbours trigger the join.
+    """
+    merged: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+        left = merged[-1][-1:] if merged else ""
+        digits = tok in (":", "–") and left.isdigit() and nxt[:1].isdigit()
+        slash = tok == "/" and left.isalnum() and nxt[:1].isalnum()
+        if digits or slash:
+            merged[-1] += tok + nxt
+            i += 2
+        else:
+            merged.append(tok)
+            i += 1
+    return merged
+
+
+def _wikitext_line(line: str) -> str:
+    for marker, char in _WIKITEXT_MARKERS.items():
+        line = line.replace(marker, char)
+    tokens = line.split()
+    if not tokens:
+        return ""  # blank separator line (a single space in the file)
+    heading = _split_heading(tokens)
+    if heading is None:
+        return _join_wikitext_tokens(_merge_between(tokens))
+    # MediaWiki markup ("== Career ==") keeps the heading level, so the step
+    # stays invertible, and it is how headings look in wiki source text on
+    # the web; dropping the "=" runs would lose the level.
+    level, title = heading
+    bar = "=" * level
+    return f"{bar} {_join_wikitext_tokens(_merge_between(title))} {bar}"
+
+
+def wikitext_detokenize(text: str) -> str:
+    """Undo WikiText tokenization, line by line, keeping the line count.
+
+    Examples (between the bars):
+      | = = Early life = = |  ->  |== Early life ==|
+      | a guest @-@ starring role as " Craig " ( 2004 ) , in Teddy 's Story . |
+      ->  |a guest-starring role as "Craig" (2004), in Teddy's Story.|
+    Works for both `wiki.test.tokens` and `wiki.test.raw` (same artifacts).
+    """
+    return "\n".join(_wikitext_line(line) for line in text.split("\n"))
+
+
+# --- Penn Treebank (Mikolov's preprocessed version) --------------------------
+
+# PTB is lowercased with punctuation removed, so only contractions, the
+# possessive apostrophe and currency signs carry tokenization spaces.
+# "%" never occurs; contexts like "fell N N on" suggest it became a second
+# "N", which cannot be told apart from two numbers, so "N N" is left alone.
+_PTB_CLITICS = {"n't", "'s", "'re", "'ve", "'ll", "'d", "'m", "'"}
+
+
+def _ptb_line(line: str) -> str:
+    out: list[str] = []
+    prev = ""
+    for tok in line.split():
+        attach = bool(out) and (
+            tok in _PTB_CLITICS
+            # "$ N", "c$ N", "hk$ N", "us$ N", and "# N" (pounds sterling).
+            or (tok == "N" and (prev.endswith("$") or prev == "#"))
+        )
+        if out and not attach:
+            out.append(" ")
+        out.append(tok)
+        prev = tok
+    return "".join(out)
+
+
+def ptb_detokenize(text: str) -> str:
+    """Undo PTB tokenization, line by line, keeping the line count.
+
+    Example (between the bars):
+      | it was n't worth $ N to the company 's investors ' owners |
+      ->  |it wasn't worth $N to the company's investors' owners|
+    Lowercasing, `N` and `<unk>` are kept: the information to undo them is
+    gone, and there is no evidence the paper replaced them.
+    """
+    return "\n".join(_ptb_line(line) for line in text.split("\n"))
+
+
+# --- Normalisation ----------------------------------------------------------
+
+
+def count_original_tokens(text: str) -> int:
+    """Whitespace tokens plus one `<eos>` per line of the ORIGINAL text.
+
+    This is the standard word-level count (82,430 for PTB test, 245,569 for
+    WikiText test). Blank lines still get an `<eos>`; the empty string after
+    a final newline is not a line.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return sum(len(line.split()) + 1 for line in lines)

@@ -1,0 +1,198 @@
+"""The one scoring engine: answers every task's requests in length-sorted batches.
+
+Both log-likelihood request types reduce to one unit, a `ScoreItem`: a token sequence of at most
+one window and the targets predicted at its last positions. Items are what gets batched and cached,
+so a 100k-token perplexity stream is resumable window by window. Generation is answered by
+`gpt2eval.generate`, which shares the batching and the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from .requests import (Generation, Loglikelihood, LoglikelihoodResult, Request, Result,
+                       RollingLoglikelihood, RollingResult)
+
+HEAD_CHUNK = 2048  # positions per LM-head matmul: bounds the [positions, vocab] float32 buffer
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    input_ids: tuple[int, ...]
+    targets: tuple[int, ...]  # predicted by the last len(targets) positions of input_ids
+
+    def key(self) -> str:
+        return _digest(["score", self.input_ids, self.targets])
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, separators=(",", ":")).encode()).hexdigest()
+
+
+def rolling_windows(tokens: list[int], eot: int, window: int, stride: int | None) -> list[ScoreItem]:
+    """Split a token stream into items that score every token exactly once.
+
+    The stream is prefixed with <|endoftext|> so that its first token has a context. The first
+    window scores `window` tokens; each later one scores the next `stride` tokens and sees up to
+    `window - stride` tokens before them (only the single previous token when stride == window).
+    """
+    stride = stride or window
+    if not 0 < stride <= window:
+        raise ValueError(f"stride must be in 1..{window}, got {stride}")
+    seq = [eot] + list(tokens)
+    items, start, end = [], 0, min(window, len(tokens))
+    while start < len(tokens):
+        items.append(ScoreItem(tuple(seq[max(0, end - window):end]), tuple(tokens[start:end])))
+        start, end = end, min(end + stride, len(tokens))
+    return items
+
+
+class Engine:
+    """Answers requests with a causal LM. `cache` (optional) has get_many(keys)->dict and
+    put_many(dict); results are stored batch by batch, so an interrupted run loses at most one batch."""
+
+    def __init__(self, model, tokenizer, *, batch_size: int | str = "auto", seed: int = 1234,
+                 cache=None, progress: bool = True, window: int | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+        self.window = window or getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+        self.eot = tokenizer.eos_token_id
+        self.batch_size = batch_size
+        self.seed = seed
+        self.cache = cache
+        self.progress = progress
+        self.suppress_memo: dict[tuple[str, ...], list[int]] = {}  # generate.suppressed_ids
+        self.stats = {"items_computed": 0, "items_cached": 0, "tokens_forwarded": 0, "forward_s": 0.0}
+
+    # ---- public API ------------------------------------------------------------------------
+    def run(self, requests: list[Request], desc: str = "") -> list[Result]:
+        """Answer a mixed list of requests, returning results in the same order."""
+        results: list[Result | None] = [None] * len(requests)
+        for kind, method in ((Loglikelihood, self.loglikelihood), (RollingLoglikelihood, self.rolling_loglikelihood),
+                             (Generation, self.generate)):
+            idx = [i for i, r in enumerate(requests) if isinstance(r, kind)]
+            if idx:
+                for i, res in zip(idx, method([requests[i] for i in idx], desc=desc)):
+                    results[i] = res
+        return results
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def loglikelihood(self, requests: list[Loglikelihood], desc: str = "") -> list[LoglikelihoodResult]:
+        items, truncated = [], []
+        for r in requests:
+            context, continuation = r.context, r.continuation
+            n_space = len(context) - len(context.rstrip(" "))  # the space belongs to the continuation
+            if n_space:
+                context, continuation = context[:-n_space], context[-n_space:] + continuation
+            ctx = self.encode(context) or [self.eot]
+            cont = self.encode(continuation)
+            if not cont:
+                raise ValueError(f"empty continuation for context ending {context[-40:]!r}")
+            full = (ctx + cont)[-(self.window + 1):]
+            truncated.append(len(ctx) + len(cont) > self.window + 1)
+            items.append(ScoreItem(tuple(full[:-1]), tuple(cont)))
+        scored = self.score(items, desc=desc)
+        return [LoglikelihoodResult(float(sum(lp)), all(g), lp, g, t) for (lp, g), t in zip(scored, truncated)]
+
+    def rolling_loglikelihood(self, requests: list[RollingLoglikelihood], desc: str = "") -> list[RollingResult]:
+        encodings = [self.tokenizer(r.text, add_special_tokens=False, return_offsets_mapping=True) for r in requests]
+        per_request = [rolling_windows(e["input_ids"], self.eot, self.window, r.stride)
+                       for e, r in zip(encodings, requests)]
+        scored = iter(self.score([it for items in per_request for it in items], desc=desc))
+        out = []
+        for items, enc in zip(per_request, encodings):
+            logprobs: list[float] = []
+            for _ in items:
+                logprobs.extend(next(scored)[0])
+            out.append(RollingResult(logprobs, [start for start, _ in enc["offset_mapping"]]))
+        return out
+
+    def generate(self, requests: list[Generation], desc: str = ""):
+        from .generate import generate_all  # generation lives in its own module
+        return generate_all(self, requests, desc=desc)
+
+    # ---- scoring ---------------------------------------------------------------------------
+    def score(self, items: list[ScoreItem], desc: str = "") -> list[tuple[list[float], list[bool]]]:
+        """Log-probabilities and greedy flags of each item's targets; cached items are not recomputed."""
+        keys = [it.key() for it in items]
+        done: dict[str, tuple[list[float], list[bool]]] = {}
+        if self.cache is not None:
+            done.update(self.cache.get_many(sorted(set(keys))))
+        todo = sorted({k: it for k, it in zip(keys, items) if k not in done}.items(),
+                      key=lambda kv: -len(kv[1].input_ids))  # longest first: padding stays small
+        self.stats["items_cached"] += len(items) - len(todo)
+        bar = tqdm(total=sum(len(it.targets) for _, it in todo), desc=desc or "scoring", unit="tok",
+                   disable=not self.progress or not todo, leave=False)
+        for batch in self.batches(todo, lambda kv: len(kv[1].input_ids)):
+            fresh = dict(zip([k for k, _ in batch], self._score_batch([it for _, it in batch])))
+            done.update(fresh)
+            if self.cache is not None:
+                self.cache.put_many(fresh)
+            bar.update(sum(len(it.targets) for _, it in batch))
+        bar.close()
+        return [done[k] for k in keys]
+
+    def batches(self, todo: list, length_of):
+        """Group length-sorted work into batches: a fixed count, or ("auto") a token budget."""
+        i = 0
+        while i < len(todo):
+            if self.batch_size == "auto":
+                budget, n = self.token_budget(), 1
+                while i + n < len(todo) and (n + 1) * length_of(todo[i]) <= budget:
+                    n += 1
+            else:
+                n = int(self.batch_size)
+            yield todo[i:i + n]
+            i += n
+
+    def token_budget(self) -> int:
+        """Tokens per padded batch for --batch-size auto, from free device memory."""
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            cfg = self.model.config
+            per_token = 16 * cfg.hidden_size * (cfg.num_hidden_layers // 8 + 4) * self.model.dtype.itemsize
+            return int(max(self.window, min(256 * 1024, 0.4 * free / per_token)))
+        return 16 * 1024
+
+    @torch.inference_mode()
+    def _score_batch(self, items: list[ScoreItem]) -> list[tuple[list[float], list[bool]]]:
+        width = max(len(it.input_ids) for it in items)
+        ids = torch.full((len(items), width), self.eot, dtype=torch.long)
+        rows, cols, targets = [], [], []
+        for b, it in enumerate(items):
+            n = len(it.input_ids)
+            ids[b, :n] = torch.tensor(it.input_ids)
+            rows += [b] * len(it.targets)
+            cols += range(n - len(it.targets), n)
+            targets += it.targets
+        t0 = time.perf_counter()
+        # Right padding needs no attention mask: causal attention never looks at later (pad) positions.
+        hidden = self.model.base_model(input_ids=ids.to(self.device)).last_hidden_state
+        picked = hidden[torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device)]
+        head = self.model.get_output_embeddings()
+        target_t = torch.tensor(targets, device=self.device)
+        logprobs, greedy = [], []
+        for s in range(0, len(targets), HEAD_CHUNK):  # the LM head only where a log-prob is needed
+            logits = head(picked[s:s + HEAD_CHUNK]).float()
+            lp = torch.log_softmax(logits, dim=-1)
+            tgt = target_t[s:s + HEAD_CHUNK]
+            logprobs.append(lp.gather(1, tgt[:, None]).squeeze(1))
+            greedy.append(logits.argmax(-1) == tgt)
+        lp_all = torch.cat(logprobs).cpu().tolist()
+        g_all = torch.cat(greedy).cpu().tolist()
+        self.stats["forward_s"] += time.perf_counter() - t0
+        self.stats["tokens_forwarded"] += sum(len(it.input_ids) for it in items)
+        self.stats["items_computed"] += len(items)
+        out, s = [], 0
+        for it in items:
+            out.append((lp_all[s:s + len(it.targets)], g_all[s:s + len(it.targets)]))
+            s += len(it.targets)
+        return out

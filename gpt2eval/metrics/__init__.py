@@ -1,0 +1,1 @@
+"""Scoring functions for the zero-shot generation tasks (no model code here)."""

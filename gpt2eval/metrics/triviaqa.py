@@ -1,0 +1,111 @@
+"""TriviaQA scoring with the semantics of the official ``triviaqa_evaluation.py``.
+
+Behaviours kept from the official script (mandarjoshi90/triviaqa):
+
+* Normalization differs from SQuAD/CoQA: underscores become spaces, and every
+  punctuation character -- ``string.punctuation`` plus the typographic
+  apostrophes ``‘ ’ ´`` and the backtick -- is *replaced by a space*, not
+  deleted.  So "O'Neill" -> "o neill".  Curly double quotes are not in the set
+  and survive normalization.
+* Gold answers are ``Answer["NormalizedAliases"]`` plus the normalized
+  ``Answer["HumanAnswers"]`` when present (not ``Aliases`` and not ``Value``).
+  Both prediction and gold are normalized again before comparing, so raw
+  aliases (e.g. the llm-foundry JSONL) score identically to normalized ones.
+* EM and F1 of a question are the max over its gold answers.  F1 has no
+  special case for empty answers: zero shared tokens gives 0.
+* Percentages divide by the number of *gold* questions: a question without a
+  prediction scores 0 but still counts.  Predictions for unknown ids are ignored.
+* If the file says ``VerifiedEval`` is true, only questions with
+  ``QuestionPartOfVerifiedEval`` are kept, as the official reader does.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+
+_PUNCTUATION = frozenset(string.punctuation + "\u2018\u2019\u00b4`")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def normalize_answer(s: str) -> str:
+    """Underscores to spaces, lower-case, punctuation to spaces, drop articles, collapse spaces."""
+    text = s.replace("_", " ").lower()
+    text = "".join(" " if ch in _PUNCTUATION else ch for ch in text)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, ground_truth: str) -> bool:
+    """True when both strings normalize to the same text."""
+    return normalize_answer(prediction) == normalize_answer(ground_truth)
+
+
+def f1(prediction: str, ground_truth: str) -> float:
+    """Token-multiset F1 of the normalized strings; 0 when nothing is shared."""
+    pred_toks = normalize_answer(prediction).split()
+    gold_toks = normalize_answer(ground_truth).split()
+    num_same = sum((Counter(pred_toks) & Counter(gold_toks)).values())
+    if num_same == 0:
+        return 0.0
+    precision = num_same / len(pred_toks)
+    recall = num_same / len(gold_toks)
+    return 2 * precision * recall / (precision + recall)
+
+
+def best_exact_match(prediction: str, aliases: list[str]) -> float:
+    """Max EM over the aliases (1.0 or 0.0)."""
+    if not aliases:
+        raise ValueError("a TriviaQA question needs at least one gold alias")
+    return float(max(exact_match(prediction, a) for a in aliases))
+
+
+def best_f1(prediction: str, aliases: list[str]) -> float:
+    """Max F1 over the aliases."""
+    if not aliases:
+        raise ValueError("a TriviaQA question needs at least one gold alias")
+    return max(f1(prediction, a) for a in aliases)
+
+
+def gold_aliases(answer: dict) -> list[str]:
+    """The official ground-truth list for one ``Answer`` object."""
+    human = [normalize_answer(a) for a in answer.get("HumanAnswers", [])]
+    return list(answer["NormalizedAliases"]) + human
+
+
+def load_official_json(obj: dict) -> dict:
+    """Map QuestionId -> gold aliases for a parsed official TriviaQA JSON file.
+
+    Keyed by question only.  (For the Web domain the official script keys by
+    (QuestionId, evidence filename) and scores each document separately; a
+    closed-book model sees no documents, so one entry per question is the
+    meaningful unit.)
+    """
+    records = obj["Data"]
+    if obj.get("VerifiedEval"):
+        records = [r for r in records if r.get("QuestionPartOfVerifiedEval")]
+    return {r["QuestionId"]: gold_aliases(r["Answer"]) for r in records}
+
+
+def score_predictions(gold_by_qid: dict, preds: dict) -> dict:
+    """EM and F1 in percent over all gold questions, plus counts.
+
+    Returns ``{"exact_match", "f1", "n", "n_missing"}`` where ``n`` is the
+    number of gold questions (the denominator) and ``n_missing`` how many had
+    no prediction (each scored 0).  Values are not rounded, as in the official
+    script.
+    """
+    em_total = f1_total = 0.0
+    n_missing = 0
+    for qid, aliases in gold_by_qid.items():
+        if qid not in preds:
+            n_missing += 1
+            continue
+        em_total += best_exact_match(preds[qid], aliases)
+        f1_total += best_f1(preds[qid], aliases)
+    n = len(gold_by_qid)
+    if n == 0:
+        raise ValueError("no gold questions to score")
+    return {"exact_match": 100.0 * em_total / n, "f1": 100.0 * f1_total / n,
+            "n": n, "n_missing": n_missing}

@@ -1,0 +1,147 @@
+"""Loading a causal LM and its tokenizer, and checking that the two belong together."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+# The four public checkpoints, as (hub id, paper's name, (n_layer, n_embd)).
+SIZES = {
+    "small": ("openai-community/gpt2", "117M", (12, 768)),
+    "medium": ("openai-community/gpt2-medium", "345M", (24, 1024)),
+    "large": ("openai-community/gpt2-large", "762M", (36, 1280)),
+    "xl": ("openai-community/gpt2-xl", "1542M", (48, 1600)),
+}
+PAPER_PARAMS = {"small": 117e6, "medium": 345e6, "large": 762e6, "xl": 1542e6}
+PROBE_TEXT = "Hello world, this is GPT-2."
+PROBE_IDS = [15496, 995, 11, 428, 318, 402, 11571, 12, 17, 13]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    model_id: str
+    size: str | None          # "small".."xl" when the architecture matches a paper size
+    dtype: str
+    device: str
+    fingerprint: str          # names these exact weights, for the result cache
+
+    def describe(self) -> dict:
+        cfg = self.model.config
+        return {"id": self.model_id, "size": self.size,
+                "paper_size": SIZES[self.size][1] if self.size else None,
+                "n_params": sum(p.numel() for p in self.model.parameters()),
+                "n_layer": cfg.num_hidden_layers, "n_embd": cfg.hidden_size,
+                "context_length": getattr(cfg, "n_positions", None) or cfg.max_position_embeddings,
+                "dtype": self.dtype, "device": self.device, "fingerprint": self.fingerprint}
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but CUDA is not available; use --device cpu or auto")
+        if device == "mps" and not torch.backends.mps.is_available():
+            raise UserError("--device mps was asked for but MPS is not available; use --device cpu or auto")
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def size_of(config) -> str | None:
+    """Which paper size an architecture is, if any (a random model of the same shape counts)."""
+    if getattr(config, "model_type", "") != "gpt2":
+        return None
+    shape = (config.num_hidden_layers, config.hidden_size)
+    return next((s for s, (_, _, sh) in SIZES.items() if sh == shape), None)
+
+
+def load(model_id: str, *, device: str = "auto", dtype: str = "float32", revision: str | None = None) -> LoadedModel:
+    from transformers import AutoModelForCausalLM
+    device = resolve_device(device)
+    local = Path(model_id).expanduser()
+    if local.exists() and not local.is_dir():
+        raise UserError(f"--model {model_id} is a file; give a model folder or a hub id")
+    kw = {"revision": revision} if revision else {}
+    try:
+        tokenizer = load_tokenizer(model_id, **kw)
+    except Exception as e:  # noqa: BLE001 - every loader failure becomes one clear line
+        raise UserError(f"cannot load a tokenizer for {model_id!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                        "a local model folder needs its tokenizer files (tokenizer.json or vocab.json + merges.txt); "
+                        "offline, set HF_HUB_OFFLINE=1 and pass a local folder") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_id, dtype=DTYPES[dtype], attn_implementation="sdpa", **kw)
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"cannot load model {model_id!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                        "check the id or folder, or your network / HF_HUB_OFFLINE setting") from None
+    check_tokenizer(model.config, tokenizer, model_id)
+    model.to(device).eval()
+    return LoadedModel(model, tokenizer, model_id, size_of(model.config), dtype, device,
+                       fingerprint(model_id, model, dtype, device, revision))
+
+
+def load_tokenizer(name_or_dir: str, **kw):
+    """AutoTokenizer, or for a bare folder of OpenAI's vocab.json + merges.txt (no tokenizer
+    config), GPT2TokenizerFast.from_pretrained on the folder. Never GPT2TokenizerFast(vocab_file=...),
+    which transformers 5.x turns into an empty tokenizer."""
+    from transformers import AutoTokenizer, GPT2TokenizerFast
+    folder = Path(name_or_dir).expanduser()
+    bare = folder.is_dir() and not (folder / "tokenizer_config.json").exists() and \
+        (folder / "vocab.json").exists() and (folder / "merges.txt").exists()
+    return GPT2TokenizerFast.from_pretrained(str(folder)) if bare else AutoTokenizer.from_pretrained(name_or_dir, **kw)
+
+
+def check_tokenizer(config, tokenizer, model_id: str) -> None:
+    """Refuse to score with a tokenizer that does not match the model: the numbers would be noise."""
+    if len(tokenizer) > config.vocab_size:
+        raise UserError(f"tokenizer of {model_id!r} has {len(tokenizer)} tokens but the model's vocabulary has "
+                        f"{config.vocab_size}; use the model's own tokenizer")
+    if getattr(config, "model_type", "") == "gpt2":
+        if len(tokenizer) != config.vocab_size:
+            raise UserError(f"GPT-2 model {model_id!r} has vocab_size {config.vocab_size} but its tokenizer has "
+                            f"{len(tokenizer)} tokens; use the GPT-2 tokenizer")
+        got = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
+        if got != PROBE_IDS:
+            raise UserError(f"tokenizer of {model_id!r} encodes {PROBE_TEXT!r} as {got[:12]}, not GPT-2's {PROBE_IDS}; "
+                            "it is not the GPT-2 tokenizer (an empty or foreign one?)")
+    if tokenizer.eos_token_id is None:
+        raise UserError(f"tokenizer of {model_id!r} has no end-of-text token; the engine needs one")
+
+
+def fingerprint(model_id: str, model, dtype: str, device: str, revision: str | None) -> str:
+    """Hub models: id + resolved commit. Local folders: a hash of the weight files' bytes."""
+    h = hashlib.sha256(f"{dtype}|{torch.device(device).type}".encode())
+    local = Path(model_id).expanduser()
+    if local.is_dir():
+        for f in sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin")):
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 24), b""):
+                    h.update(block)
+    else:
+        commit = getattr(model.config, "_commit_hash", None) or revision or "unknown-revision"
+        h.update(f"{model_id}@{commit}".encode())
+    return h.hexdigest()[:32]
+
+
+def make_random_model(path: str | os.PathLike, tokenizer_dir: str | os.PathLike, *, size: str = "small",
+                      n_layer: int | None = None, n_embd: int | None = None, n_head: int | None = None,
+                      seed: int = 0) -> Path:
+    """Write a randomly initialised GPT-2 with the real tokenizer: for tests, benchmarks and demos."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    layers, embd = SIZES[size][2]
+    n_layer, n_embd = n_layer or layers, n_embd or embd
+    torch.manual_seed(seed)
+    config = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head or max(1, n_embd // 64), vocab_size=50257,
+                        n_positions=1024)
+    path = Path(path)
+    GPT2LMHeadModel(config).save_pretrained(path)
+    load_tokenizer(str(tokenizer_dir)).save_pretrained(path)
+    return path

@@ -1,0 +1,103 @@
+"""The three things a task may ask of a model, and the answers it gets back.
+
+Tasks never call the model: they build these requests, the engine answers them in batches,
+and the task turns the answers into metrics (lm-evaluation-harness's contract, without its layers).
+Requests are frozen dataclasses so that they can be hashed into cache keys and sent to other
+processes unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Loglikelihood:
+    """log p(continuation | context). A space between the two belongs to the continuation:
+    GPT-2's BPE merges a leading space into the next word (" Paris" is one token)."""
+    context: str
+    continuation: str
+
+
+@dataclass(frozen=True)
+class RollingLoglikelihood:
+    """log p of every token of a long text, conditioned on <|endoftext|> for its first token.
+
+    stride=None scores disjoint windows of the model's full context. With stride S every window
+    after the first scores only its last S tokens and sees up to (window - S) earlier tokens.
+    """
+    text: str
+    stride: int | None = None
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How the next token is chosen; top_k=0 means greedy.
+
+    `suppress_words`: a word-initial token (one with a leading space, " the", " The") whose text is
+    one of these words, case-insensitively, is never chosen (the LAMBADA stop-word filter). Words,
+    not token ids, so that tasks stay independent of the tokenizer."""
+    top_k: int = 0
+    temperature: float = 1.0
+    suppress_words: tuple[str, ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return self.top_k == 0
+
+    def describe(self) -> str:
+        base = "greedy" if self.greedy else f"top-k sampling (k={self.top_k}, T={self.temperature})"
+        return base + (f", {len(self.suppress_words)} words suppressed" if self.suppress_words else "")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Continue `context` for at most `max_new_tokens` tokens, cut at the first stop string.
+
+    `seed_key` names the example (e.g. "cnn_dailymail/<id>"): sampling draws from a random stream
+    derived from (run seed, seed_key) alone, so a sample never depends on batching or order.
+    `prefix` (optional) is a leading part of `context` shared by other requests (a CoQA story):
+    the engine may compute its key/value cache once and reuse it; outputs are the same either way.
+    """
+    context: str
+    max_new_tokens: int
+    stop: tuple[str, ...] = ()
+    decoding: Decoding = field(default_factory=Decoding)
+    seed_key: str = ""
+    prefix: str = ""
+
+
+Request = Loglikelihood | RollingLoglikelihood | Generation
+
+
+@dataclass
+class LoglikelihoodResult:
+    logprob: float                 # summed over the continuation's tokens
+    is_greedy: bool                # every continuation token was the argmax
+    token_logprobs: list[float]
+    token_is_greedy: list[bool]
+    truncated: bool = False        # the context was cut on the left to fit the window
+
+
+@dataclass
+class RollingResult:
+    token_logprobs: list[float]    # one per GPT-2 token of the text, in order
+    token_starts: list[int]        # character offset in the text where each token starts
+
+    @property
+    def logprob(self) -> float:
+        return float(sum(self.token_logprobs))
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_logprobs)
+
+
+@dataclass
+class GenerationResult:
+    text: str                      # generated text, cut before the first stop string
+    raw_text: str                  # everything generated, stop string included
+    n_tokens: int                  # tokens generated
+    stopped_by: str = ""           # "stop", "eos" or "length"
+
+
+Result = LoglikelihoodResult | RollingResult | GenerationResult

@@ -1,0 +1,135 @@
+"""One evaluation run: for each model, each task's requests go through the engine and come back
+as metrics, samples and a comparison with the paper. results.json is rewritten after every task,
+so a crash keeps every finished task."""
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__
+from .compare import comparison_rows, format_table, load_references, write_csv
+from .data import DataSource
+from .engine import Engine
+from .errors import UserError
+from .io import write_json, write_jsonl
+from .model import SIZES, load
+from .task import Task
+
+
+@dataclass
+class RunConfig:
+    models: list[str]                    # sizes ("small") or model ids / folders
+    tasks: list[Task]
+    output: Path
+    data_dir: str | None = None
+    limit: int | None = None
+    batch_size: int | str = "auto"
+    device: str = "auto"
+    dtype: str = "float32"
+    seed: int = 1234
+    progress: bool = True
+    reference_size: str | None = None     # paper size to compare with when the shape matches none
+    settings: dict = field(default_factory=dict)  # the command line, recorded verbatim
+
+
+def versions() -> dict:
+    import datasets
+    import torch
+    import transformers
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "datasets": datasets.__version__, "gpt2eval": __version__}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_dirs(cfg: RunConfig) -> list[tuple[str, Path]]:
+    """One model writes to --output; several write to --output/<size or name> each."""
+    if len(cfg.models) == 1:
+        return [(cfg.models[0], cfg.output)]
+    return [(m, cfg.output / (m if m in SIZES else Path(m).name)) for m in cfg.models]
+
+
+def reference_size(lm, model_name: str, override: str | None) -> dict:
+    """Which paper size the comparison uses: the asked-for size, else the matching shape, else
+    --reference-size (recorded, so a table never passes off a custom model as a paper size)."""
+    if model_name in SIZES:
+        return {"size": model_name, "size_from": "--sizes"}
+    if lm.size:
+        return {"size_from": "architecture matches"}
+    if override:
+        return {"size": override, "paper_size": SIZES[override][1], "size_from": "--reference-size"}
+    return {"size_from": "no match"}
+
+
+def evaluate(cfg: RunConfig, log=print) -> list[dict]:
+    data = DataSource(cfg.data_dir)
+    refs = load_references()
+    datasets = {}
+    for task in cfg.tasks:  # load (and verify) every dataset before any model: fail fast, fail cheap
+        ds = task.load(data)
+        if not ds.examples:
+            raise UserError(f"task {task.name}: the data has no examples")
+        datasets[task.name] = ds
+    all_rows, all_results = [], []
+    for model_name, out in run_dirs(cfg):
+        model_id = SIZES[model_name][0] if model_name in SIZES else model_name
+        log(f"loading {model_id} ({cfg.dtype})")
+        lm = load(model_id, device=cfg.device, dtype=cfg.dtype)
+        engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed, progress=cfg.progress)
+        results = {"schema": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "git_commit": git_commit(), "versions": versions(),
+                   "model": {**lm.describe(), **reference_size(lm, model_name, cfg.reference_size)},
+                   "settings": {**cfg.settings, "limit": cfg.limit, "batch_size": cfg.batch_size, "seed": cfg.seed},
+                   "tasks": {}}
+        for task in cfg.tasks:
+            if engine.window < task.min_context:
+                raise UserError(f"model {model_id} has a {engine.window}-token context but task {task.name} "
+                                f"needs {task.min_context}")
+            results["tasks"][task.name] = run_task(task, datasets[task.name], engine, cfg.limit, out, log)
+            write_json(out / "results.json", results)
+        rows = comparison_rows(results, refs)
+        write_csv(out / "comparison.csv", rows)
+        log(f"\n{model_id}: results in {out}\n" + format_table(rows))
+        all_rows += rows
+        all_results.append(results)
+    if len(all_results) > 1:
+        write_csv(cfg.output / "comparison.csv", all_rows)
+    return all_results
+
+
+def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log) -> dict:
+    examples = ds.examples[:limit] if limit else ds.examples
+    requests = task.requests(examples)
+    before = dict(engine.stats)
+    t0 = time.perf_counter()
+    results = engine.run(requests, desc=task.name)
+    wall = time.perf_counter() - t0
+    scored = task.score(examples, results)
+    tokens = engine.stats["tokens_forwarded"] - before["tokens_forwarded"]
+    subset = len(examples) < ds.n_full
+    for row in scored.samples:
+        row.setdefault("subset", subset)
+    write_jsonl(out / "samples" / f"{task.name}.jsonl", scored.samples)
+    for relpath, obj in scored.files.items():
+        write_json(out / relpath, obj)
+    log(f"{task.name}: {len(examples)}/{ds.n_full} examples{' (SUBSET)' if subset else ''}, "
+        f"{len(requests)} requests, {wall:.1f}s, " + ", ".join(f"{k}={v:.4g}" for k, v in scored.metrics.items()))
+    return {"metrics": scored.metrics,
+            "metric_info": {m: {"reference": i.reference, "variant": i.variant, "higher_is_better": i.higher_is_better}
+                            for m, i in task.metrics.items()},
+            "n_examples": len(examples), "n_full": ds.n_full, "subset": subset,
+            "protocol": task.protocol, "data": ds.source, "extra": scored.extra,
+            "n_requests": len(requests), "wall_s": wall, "tokens_forwarded": tokens,
+            "tokens_per_s": tokens / wall if wall > 0 else None,
+            "items_cached": engine.stats["items_cached"] - before["items_cached"]}

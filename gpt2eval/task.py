@@ -1,0 +1,119 @@
+"""What a task plugin is, and where plugins are found.
+
+A plugin is one Python file that defines a subclass of `Task` with a `name`. It has three parts,
+HELM-style: `load` (the data), `requests` (the prompt: what to ask the engine for the examples) and
+`score` (the metric). Its `protocol` dict names every choice that can move the numbers
+(de-tokenizer, windows, prompt, decoding); the runner records it in every output.
+
+Plugins come from the built-in `tasks/` folder (packaged as `gpt2eval.tasks`), from folders
+given with --include-path, and from the entry-point group `gpt2eval.tasks`.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .data import Dataset, DataSource
+from .errors import UserError
+from .paths import builtin_tasks_dir
+from .requests import Request, Result
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one reported number relates to the reference tables.
+
+    reference: "task/metric" of the reference row it is compared with (None: no reference).
+    variant: which definition this is, shown beside the comparison (e.g. "last BPE token greedy").
+    """
+    reference: str | None = None
+    variant: str = ""
+    higher_is_better: bool = True
+
+
+@dataclass
+class Scored:
+    """A task's verdict: metrics, one sample row per example, and extra files (path -> JSON object)."""
+    metrics: dict[str, float]
+    samples: list[dict] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+    files: dict[str, object] = field(default_factory=dict)
+
+
+class Task:
+    name: str = ""
+    description: str = ""
+    metrics: dict[str, Metric] = {}
+    protocol: dict[str, str] = {}
+    needs_model: bool = True
+    min_context: int = 1024   # the smallest model window the protocol is defined for
+
+    def load(self, data: DataSource) -> Dataset:
+        raise NotImplementedError
+
+    def requests(self, examples: list) -> list[Request]:
+        """Everything to ask the engine for these examples (one request each, or several, or one
+        for a whole stream)."""
+        raise NotImplementedError
+
+    def score(self, examples: list, results: list[Result]) -> Scored:
+        """Turn the engine's answers (in the order of `requests`) into metrics and samples."""
+        raise NotImplementedError
+
+
+def _tasks_in_module(module) -> list[type[Task]]:
+    return [obj for obj in vars(module).values()
+            if inspect.isclass(obj) and issubclass(obj, Task) and obj is not Task and obj.name
+            and obj.__module__ == module.__name__]
+
+
+def _load_file(path: Path, namespace: str):
+    name = f"{namespace}.{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - a broken plugin is the user's to fix, say which
+        del sys.modules[name]
+        raise UserError(f"task plugin {path} failed to import: {type(e).__name__}: {e}") from None
+    return module
+
+
+def discover(include_paths: list[str] = ()) -> dict[str, type[Task]]:
+    """All task classes by name. A later source overrides an earlier one of the same name."""
+    found: dict[str, type[Task]] = {}
+    sources = [(builtin_tasks_dir(), "gpt2eval.tasks")]
+    for p in include_paths:
+        folder = Path(p).expanduser()
+        if not folder.is_dir():
+            raise UserError(f"--include-path {p} is not a folder of task plugin files")
+        sources.append((folder, f"gpt2eval_plugins_{abs(hash(str(folder.resolve())))}"))
+    for folder, namespace in sources:
+        for path in sorted(folder.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            for cls in _tasks_in_module(_load_file(path, namespace)):
+                found[cls.name] = cls
+    for ep in importlib.metadata.entry_points(group="gpt2eval.tasks"):
+        try:
+            obj = ep.load()
+        except Exception as e:  # noqa: BLE001
+            raise UserError(f"entry point {ep.name!r} of group gpt2eval.tasks failed to load: {e}") from None
+        classes = [obj] if inspect.isclass(obj) else _tasks_in_module(obj)
+        for cls in classes:
+            found[cls.name] = cls
+    return found
+
+
+def select(names: list[str], include_paths: list[str] = ()) -> list[Task]:
+    available = discover(include_paths)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise UserError(f"unknown task(s) {', '.join(unknown)}; available: {', '.join(sorted(available))} "
+                        "(python run_eval.py --list-tasks)")
+    return [available[n]() for n in names]

@@ -1,0 +1,1 @@
+"""Reference tables (CSV); installed as package data gpt2eval.reference."""

@@ -1,0 +1,1 @@
+"""Built-in task plugins (one file each); installed as gpt2eval.tasks."""

