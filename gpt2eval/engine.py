@@ -129,7 +129,7 @@ class Engine:
         todo = sorted({k: it for k, it in zip(keys, items) if k not in done}.items(),
                       key=lambda kv: -len(kv[1].input_ids))  # longest first: padding stays small
         self.stats["items_cached"] += len(items) - len(todo)
-        bar = tqdm(total=sum(len(it.targets) for _, it in todo), desc=desc or "scoring", unit="tok",
+        bar = tqdm(total=sum(len(it.targets) for _, it in todo), desc=desc or "scoring", unit="tok", unit_scale=True,
                    disable=not self.progress or not todo, leave=False)
         for batch in self.batches(todo, lambda kv: len(kv[1].input_ids)):
             fresh = dict(zip([k for k, _ in batch], self._score_batch([it for _, it in batch])))
@@ -137,6 +137,7 @@ class Engine:
             if self.cache is not None:
                 self.cache.put_many(fresh)
             bar.update(sum(len(it.targets) for _, it in batch))
+            bar.set_postfix_str(f"{len(done)}/{len(set(keys))} items", refresh=False)
         bar.close()
         return [done[k] for k in keys]
 
