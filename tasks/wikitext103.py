@@ -8,7 +8,7 @@ ppl = exp(total NLL / 245,569 original tokens). Hub fallback: Salesforce/wikitex
 wikitext-103-v1, rebuilt into the upstream bytes (blank rows become " \\n").
 """
 from gpt2eval.detokenize import wikitext_detokenize
-from gpt2eval.perplexity import PerplexityTask
+from gpt2eval.perplexity import STREAM_PROTOCOL, PerplexityTask
 
 
 class WikiText103(PerplexityTask):
@@ -17,7 +17,5 @@ class WikiText103(PerplexityTask):
     relpath = "wikitext/wikitext-103/wiki.test.tokens"
     hub = ("Salesforce/wikitext", "wikitext-103-v1", "test")
     n_lines = 4358
-    protocol = {"detokenizer": "gpt2eval.detokenize.wikitext_detokenize", "unk": "kept as text",
-                "windows": "one stream, disjoint 1024-token windows, first token after <|endoftext|>",
-                "normalisation": "exp(total NLL / original tokens incl. one <eos> per line)"}
+    protocol = {"detokenizer": "gpt2eval.detokenize.wikitext_detokenize", "unk": "kept as text", **STREAM_PROTOCOL}
     detokenize = staticmethod(wikitext_detokenize)

@@ -5,7 +5,7 @@ Protocol: as wikitext103 (de-tokenized, <unk> kept, one stream, disjoint 1024-to
 per original token). Hub fallback: Salesforce/wikitext wikitext-2-v1.
 """
 from gpt2eval.detokenize import wikitext_detokenize
-from gpt2eval.perplexity import PerplexityTask
+from gpt2eval.perplexity import STREAM_PROTOCOL, PerplexityTask
 
 
 class WikiText2(PerplexityTask):
@@ -14,7 +14,5 @@ class WikiText2(PerplexityTask):
     relpath = "wikitext/wikitext-2/wiki.test.tokens"
     hub = ("Salesforce/wikitext", "wikitext-2-v1", "test")
     n_lines = 4358
-    protocol = {"detokenizer": "gpt2eval.detokenize.wikitext_detokenize", "unk": "kept as text",
-                "windows": "one stream, disjoint 1024-token windows, first token after <|endoftext|>",
-                "normalisation": "exp(total NLL / original tokens incl. one <eos> per line)"}
+    protocol = {"detokenizer": "gpt2eval.detokenize.wikitext_detokenize", "unk": "kept as text", **STREAM_PROTOCOL}
     detokenize = staticmethod(wikitext_detokenize)
