@@ -9,6 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cache import default_path as default_cache_path
+from . import plan, report
+from .score import add_score_arguments, run_score
 from .errors import UserError
 from .model import DTYPES, SIZES
 
@@ -26,9 +29,16 @@ def batch_size(text: str) -> int | str:
     return "auto" if text == "auto" else positive_int(text)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """A usage mistake is a user error like any other: one line and exit 2, not argparse's usage block."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
 def run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpt2eval", description="Reproduce GPT-2's zero-shot results and compare "
-                                "them with the paper's. Subcommands: " + ", ".join(SUBCOMMANDS) + ".")
+    p = ArgumentParser(prog="gpt2eval", description="Reproduce GPT-2's zero-shot results and compare "
+                       "them with the paper's. Subcommands: " + ", ".join(SUBCOMMANDS) + ".")
     p.add_argument("--sizes", default=None, help="comma-separated: small,medium,large,xl (the four public GPT-2s)")
     p.add_argument("--model", default=None, help="one causal LM: a hub id or a local folder (instead of --sizes)")
     p.add_argument("--tasks", default="lambada,ptb,wikitext103,wikitext2", help="comma-separated task names")
@@ -43,6 +53,9 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1234, help="run seed for sampled generation")
     p.add_argument("--include-path", action="append", default=[], help="folder of extra task plugins (repeatable)")
     p.add_argument("--list-tasks", action="store_true", help="list the available tasks and exit")
+    p.add_argument("--cache", default=None, metavar="PATH", help="result cache file, shared by runs and reused "
+                   "on a rerun (default: .cache/gpt2eval-cache.sqlite beside the --output folder)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the result cache")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -67,11 +80,21 @@ def cmd_run(args) -> int:
     tasks = select([t.strip() for t in args.tasks.split(",") if t.strip()], args.include_path)
     if not tasks:
         raise UserError("--tasks is empty; name at least one task (python run_eval.py --list-tasks)")
+    if args.cache and args.no_cache:
+        raise UserError("give either --cache or --no-cache, not both")
     output = Path(args.output) if args.output else default_output()
-    evaluate(RunConfig(models=models, tasks=tasks, output=output, data_dir=args.data_dir, limit=args.limit,
-                       batch_size=args.batch_size, device=args.device, dtype=args.dtype, seed=args.seed,
-                       progress=not args.no_progress, reference_size=args.reference_size,
-                       settings={"argv": sys.argv[1:]}))
+    cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_path(output)
+    try:
+        evaluate(RunConfig(models=models, tasks=tasks, output=output, data_dir=args.data_dir, limit=args.limit,
+                           batch_size=args.batch_size, device=args.device, dtype=args.dtype, seed=args.seed,
+                           progress=not args.no_progress, reference_size=args.reference_size,
+                           settings={"argv": sys.argv[1:]}, cache=cache))
+    except KeyboardInterrupt:  # the runner has closed the cache by now: finished batches are on disk
+        kept = (f"finished batches are in the result cache {cache}" if cache else
+                "the result cache was off (--no-cache), so unfinished tasks start over")
+        again = "run the same command again" + ("" if args.output else f" with --output {output}")
+        print(f"interrupted: outputs so far are in {output}; {kept}; {again} to resume", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -103,6 +126,12 @@ def _make_random_model(args) -> int:
 SUBCOMMANDS = {
     "make-random-model": ("write a randomly initialised GPT-2 with the real tokenizer (tests, demos)",
                           _make_random_model_args, _make_random_model),
+    "compare": ("merge finished runs into one table beside the paper's (and other references'): "
+                "tidy and Table 3/4 CSVs, scaling plots, Markdown, HTML", report.add_arguments, report.run),
+    "score": ("score an official-format CoQA or TriviaQA predictions file against a gold file, without a model",
+              add_score_arguments, run_score),
+    "plan": ("count a run's examples, tokens and FLOPs per size and task, and its lower-bound time on a device "
+             "(tokenizer and data only, no weights)", plan.add_arguments, plan.run),
 }
 
 
@@ -114,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] in SUBCOMMANDS:
             help_text, add_arguments, handler = SUBCOMMANDS[argv[0]]
-            p = argparse.ArgumentParser(prog=f"gpt2eval {argv[0]}", description=help_text)
+            p = ArgumentParser(prog=f"gpt2eval {argv[0]}", description=help_text)
             add_arguments(p)
             return handler(p.parse_args(argv[1:]))
         return cmd_run(run_parser().parse_args(argv))

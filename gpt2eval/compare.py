@@ -1,19 +1,24 @@
 """Our numbers beside the paper's: reference tables in, comparison rows out.
 
 A reference table is any CSV in results/reference/ with the columns task, metric, size, value,
-source (note optional). A task's metric names the reference row it is compared with
-("lambada/acc"), so several protocol variants can each be compared with the one paper number.
+source (note optional). A task's metric names the paper row it is compared with ("lambada/acc"),
+so several protocol variants can each be compared with the one paper number. Rows of any other
+source (not "Radford et al. 2019 ...") are keyed by our own metric name instead: such a file says
+which of our definitions its numbers use, and shows as a column named after the file.
 """
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
+from .errors import UserError
+from .model import PAPER_PARAMS, SIZES
 from .paths import reference_dir
 
 COLUMNS = ["task", "metric", "size", "model", "ours", "paper", "delta", "n_examples", "n_full", "subset",
            "reference", "variant", "protocol"]
 PAPER_SOURCE_PREFIX = "Radford et al. 2019"
+REFERENCE_COLUMNS = ["task", "metric", "size", "value", "source"]
 
 
 def load_references(folder: str | Path | None = None) -> list[dict]:
@@ -21,9 +26,17 @@ def load_references(folder: str | Path | None = None) -> list[dict]:
     rows = []
     for path in sorted(Path(folder or reference_dir()).glob("*.csv")):
         with open(path, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
+            reader = csv.DictReader(f)
+            missing = [c for c in REFERENCE_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise UserError(f"reference file {path} lacks the column(s) {', '.join(missing)}; a reference CSV "
+                                f"has the columns {', '.join(REFERENCE_COLUMNS)} (note optional)")
+            for n, row in enumerate(reader, 2):
                 value = (row.get("value") or "").strip()
-                rows.append({**row, "value": float(value) if value else None, "file": path.name})
+                try:
+                    rows.append({**row, "value": float(value) if value else None, "file": path.name})
+                except ValueError:
+                    raise UserError(f"reference file {path}, line {n}: value {value!r} is not a number") from None
     return rows
 
 
@@ -82,3 +95,159 @@ def format_table(rows: list[dict]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+# ---- several runs, several reference sources -------------------------------------------------
+
+TIDY_COLUMNS = ["task", "metric", "variant", "reference", "size", "paper_params", "source", "value", "ours",
+                "diff", "rel_diff_pct", "n_examples", "n_full", "subset", "model", "n_params", "citation", "note"]
+# The paper's Table 3, left to right: (column heading, reference key).
+TABLE3 = [("LAMBADA (PPL)", "lambada/ppl"), ("LAMBADA (ACC)", "lambada/acc"), ("CBT-CN (ACC)", "cbt_cn/acc"),
+          ("CBT-NE (ACC)", "cbt_ne/acc"), ("WikiText2 (PPL)", "wikitext2/ppl"), ("PTB (PPL)", "ptb/ppl"),
+          ("enwik8 (BPB)", "enwik8/bits_per_byte"), ("text8 (BPC)", "text8/bits_per_char"),
+          ("WikiText103 (PPL)", "wikitext103/ppl"), ("1BW (PPL)", "1bw/ppl")]
+# Table 4 (CNN/Daily Mail): cnn_dailymail metrics are named <setting>_<rouge>.
+TABLE4_SETTINGS = {"lead3": "Lede-3", "tldr": "GPT-2 TL;DR:", "random3": "Random-3", "no_hint": "GPT-2 no hint"}
+TABLE4_ROUGE = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rouge_avg": "R-AVG"}
+OURS = "gpt2eval"
+
+
+def source_name(ref: dict) -> str:
+    """The column a reference row shows in: "paper" for the paper's rows, else its file's name."""
+    return "paper" if (ref.get("source") or "").startswith(PAPER_SOURCE_PREFIX) else Path(ref["file"]).stem
+
+
+def reference_values(refs: list[dict], task: str, metric: str, reference: str | None, size: str) -> dict:
+    """Source name -> the reference row our task's metric is compared with at this size (paper first).
+    The paper's row is found through the metric's reference key, any other source's by our metric's name."""
+    found = {}
+    for r in refs:
+        name = source_name(r)
+        key = reference if name == "paper" else f"{task}/{metric}"
+        if r["value"] is not None and r["size"] == size and key == f"{r['task']}/{r['metric']}":
+            found.setdefault(name, r)
+    return dict(sorted(found.items(), key=lambda kv: kv[0] != "paper"))
+
+
+def size_columns(records: list[dict]) -> list[str]:
+    """The four paper sizes, then any model that was compared with none of them."""
+    return list(SIZES) + list(dict.fromkeys(r["size"] for r in records if r["size"] not in SIZES))
+
+
+def grid(records: list[dict], refs: list[dict]) -> list[dict]:
+    """One cell per (task, metric) and size column: our record (or None) and every reference row.
+    `records` are our values: dicts with task, metric, size, value, variant, reference, ... ."""
+    metrics: dict[tuple, dict] = {}
+    for r in records:
+        metrics.setdefault((r["task"], r["metric"]), r)
+    ours = {(r["task"], r["metric"], r["size"]): r for r in records}
+    return [{"task": task, "metric": metric, "size": size, "variant": info.get("variant", ""),
+             "reference": info.get("reference"), "higher_is_better": info.get("higher_is_better", True),
+             "ours": ours.get((task, metric, size)),
+             "refs": reference_values(refs, task, metric, info.get("reference"), size)}
+            for (task, metric), info in metrics.items() for size in size_columns(records)]
+
+
+def diffs(ours: float | None, theirs: float | None) -> tuple[float | None, float | None]:
+    """(ours - theirs, the same in percent of theirs)."""
+    if ours is None or theirs is None:
+        return None, None
+    return ours - theirs, (ours - theirs) / theirs * 100 if theirs else None
+
+
+def tidy_rows(cells: list[dict]) -> list[dict]:
+    """Long format: one row per task, metric, size and source ("gpt2eval" for ours)."""
+    rows = []
+    for c in cells:
+        o = c["ours"] or {}
+        base = {k: c[k] for k in ("task", "metric", "variant", "size")}
+        base.update(reference=c["reference"] or "", paper_params=int(PAPER_PARAMS[c["size"]]) if c["size"] in
+                    PAPER_PARAMS else None, ours=o.get("value"), n_examples=o.get("n_examples"),
+                    n_full=o.get("n_full"), subset=o.get("subset"), model=o.get("model"))
+        if o:
+            rows.append({**base, "source": OURS, "value": o["value"], "n_params": o.get("n_params")})
+        for name, r in c["refs"].items():
+            diff, rel = diffs(o.get("value"), r["value"])
+            rows.append({**base, "source": name, "value": r["value"], "diff": diff, "rel_diff_pct": rel,
+                         "citation": r["source"], "note": r.get("note") or ""})
+    return rows
+
+
+def table3_rows(cells: list[dict], refs: list[dict]) -> list[dict]:
+    """The paper's Table 3 layout: rows size x source, a column per task. Where several of our
+    metrics share one paper column (LAMBADA ACC), each gets its own column, "[metric]" appended."""
+    at = {(c["task"], c["metric"], c["size"]): c for c in cells}
+    columns = []
+    for label, ref in TABLE3:
+        ours = list(dict.fromkeys((c["task"], c["metric"]) for c in cells if c["reference"] == ref)) or [None]
+        for tm in ours:
+            plain = tm is None or (len(ours) == 1 and tm[1] == ref.split("/")[1])
+            columns.append((label if plain else f"{label} [{tm[1]}]", ref, tm))
+    extra = sorted({n for c in cells for n in c["refs"] if n != "paper" and any(c["reference"] == r for _, r, _ in
+                                                                               columns)})
+    rows = []
+    for size in size_columns([c["ours"] for c in cells if c["ours"]]):
+        for source in [OURS, "paper"] + extra:
+            row = {"size": size, "paper_params": SIZES[size][1] if size in SIZES else "", "source": source}
+            subsets = {}
+            for header, ref, tm in columns:
+                c = at.get((*tm, size)) if tm else None
+                if source == OURS:
+                    row[header] = c["ours"]["value"] if c and c["ours"] else None
+                    if c and c["ours"] and c["ours"]["subset"]:
+                        subsets[c["task"]] = f"{c['task']} {c['ours']['n_examples']}/{c['ours']['n_full']}"
+                elif c:
+                    row[header] = (c["refs"].get(source) or {}).get("value")
+                else:
+                    row[header] = paper_value(refs, ref, size) if source == "paper" else None
+            row["subset"] = "; ".join(subsets.values())
+            values = [row[h] for h, _, _ in columns]
+            if (source in (OURS, "paper") and size in SIZES) or any(v is not None for v in values):
+                rows.append(row)
+    return rows
+
+
+def _rouge_setting(metric: str) -> tuple[str, str] | None:
+    for rouge in TABLE4_ROUGE:
+        if metric.endswith("_" + rouge):
+            return metric[: -len(rouge) - 1], rouge
+    return None
+
+
+def table4_rows(cells: list[dict], refs: list[dict]) -> list[dict]:
+    """The paper's Table 4 layout (CNN/Daily Mail): rows setting x size x source, ROUGE columns."""
+    found: dict[tuple, dict] = {}
+
+    def put(setting_metric: str, size: str, source: str, value: float | None) -> None:
+        parts = _rouge_setting(setting_metric)
+        if parts and value is not None:
+            key = (parts[0], size, source)
+            found.setdefault(key, {})[TABLE4_ROUGE[parts[1]]] = value
+
+    for c in cells:
+        if c["task"] == "cnn_dailymail":
+            if c["ours"]:
+                put(c["metric"], c["size"], OURS, c["ours"]["value"])
+            for name, r in c["refs"].items():
+                put(c["metric"] if name != "paper" else r["metric"], c["size"], name, r["value"])
+    for r in refs:
+        if r["task"] == "cnn_dailymail" and source_name(r) == "paper":
+            put(r["metric"], r["size"], "paper", r["value"])
+    order = {k: i for i, k in enumerate([*TABLE4_SETTINGS, *SIZES, OURS, "paper"])}
+    rows = []
+    for setting, size, source in sorted(found, key=lambda k: [order.get(x, len(order)) for x in k] + list(k)):
+        rows.append({"setting": TABLE4_SETTINGS.get(setting, setting), "size": size, "source": source,
+                     **{label: found[(setting, size, source)].get(label) for label in TABLE4_ROUGE.values()}})
+    return rows
+
+
+def write_rows(path: str | Path, rows: list[dict], columns: list[str] | None = None) -> None:
+    """Any list of dicts as a CSV (columns: the given ones, else the first row's keys)."""
+    import io as _io
+
+    from .io import write_atomic
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns or list(rows[0] if rows else []), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, buf.getvalue())

@@ -98,7 +98,9 @@ def read_text(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); re-download the upstream file") from None
+        line = path.read_bytes().count(b"\n", 0, e.start) + 1  # the offset is into the whole file's bytes
+        raise DataError(f"{path}, line {line}: not UTF-8 text (byte {e.start}); "
+                        "re-download the upstream file") from None
     if not text.strip():
         raise DataError(f"{path}: the file is empty; re-download the upstream file")
     return text
@@ -117,6 +119,8 @@ def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
         for key in required:
             if not isinstance(row, dict) or key not in row:
                 raise DataError(f"{path}, line {n}: missing field {key!r}")
+            if row[key] is None:
+                raise DataError(f"{path}, line {n}: field {key!r} is null")
         rows.append(row)
     return rows
 

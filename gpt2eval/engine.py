@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
+from .errors import UserError
 from .requests import (Generation, Loglikelihood, LoglikelihoodResult, Request, Result,
                        RollingLoglikelihood, RollingResult)
 
@@ -57,7 +59,7 @@ class Engine:
     put_many(dict); results are stored batch by batch, so an interrupted run loses at most one batch."""
 
     def __init__(self, model, tokenizer, *, batch_size: int | str = "auto", seed: int = 1234,
-                 cache=None, progress: bool = True, window: int | None = None):
+                 cache=None, progress: bool = True, window: int | None = None, log=None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
@@ -67,8 +69,11 @@ class Engine:
         self.seed = seed
         self.cache = cache
         self.progress = progress
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.max_batch: int | None = None  # lowered for the rest of the run by an out-of-memory error
         self.suppress_memo: dict[tuple[str, ...], list[int]] = {}  # generate.suppressed_ids
-        self.stats = {"items_computed": 0, "items_cached": 0, "tokens_forwarded": 0, "forward_s": 0.0}
+        self.stats = {"items_computed": 0, "items_cached": 0, "tokens_forwarded": 0, "forward_s": 0.0,
+                      "oom_retries": 0}
 
     # ---- public API ------------------------------------------------------------------------
     def run(self, requests: list[Request], desc: str = "") -> list[Result]:
@@ -132,7 +137,8 @@ class Engine:
         bar = tqdm(total=sum(len(it.targets) for _, it in todo), desc=desc or "scoring", unit="tok", unit_scale=True,
                    disable=not self.progress or not todo, leave=False)
         for batch in self.batches(todo, lambda kv: len(kv[1].input_ids)):
-            fresh = dict(zip([k for k, _ in batch], self._score_batch([it for _, it in batch])))
+            scored = self.split_on_oom(batch, lambda part: self._score_batch([it for _, it in part]))
+            fresh = dict(zip([k for k, _ in batch], scored))
             done.update(fresh)
             if self.cache is not None:
                 self.cache.put_many(fresh)
@@ -151,8 +157,34 @@ class Engine:
                     n += 1
             else:
                 n = int(self.batch_size)
+            n = min(n, self.max_batch or n)
             yield todo[i:i + n]
             i += n
+
+    def split_on_oom(self, batch: list, forward) -> list:
+        """forward(batch) -> one answer per element. Out of memory: retry in halves, and cap later
+        batches at the size that fit, rather than lose a long run to one batch that is too large.
+        Each answer depends only on its own item, so the results are those of a smaller batch."""
+        try:
+            return forward(batch)
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                raise UserError(f"out of memory on {self.device} with a batch of one; free the device, or use a "
+                                "smaller model, --dtype bfloat16 or another --device") from None
+        # Retried outside the except block, so the failed attempt's tensors are already released.
+        half = (len(batch) + 1) // 2
+        self.max_batch = min(self.max_batch or half, half)
+        self.stats["oom_retries"] += 1
+        self.log(f"out of memory on a batch of {len(batch)}: retrying in batches of at most {self.max_batch}, "
+                 "and keeping that limit for the rest of the run")
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        out, i = [], 0
+        while i < len(batch):  # max_batch may fall further while the first part is retried
+            n = self.max_batch
+            out += self.split_on_oom(batch[i:i + n], forward)
+            i += n
+        return out
 
     def token_budget(self) -> int:
         """Tokens per padded batch for --batch-size auto, from free device memory."""

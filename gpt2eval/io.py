@@ -6,17 +6,21 @@ import os
 import tempfile
 from pathlib import Path
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: mkstemp creates 0600 files, outputs get the usual permissions instead
 
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename over the target."""
+
+def write_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
+    """Write to a temporary file in the same folder, fsync, then rename over the target (text as UTF-8)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

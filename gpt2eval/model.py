@@ -20,6 +20,7 @@ SIZES = {
 PAPER_PARAMS = {"small": 117e6, "medium": 345e6, "large": 762e6, "xl": 1542e6}
 PROBE_TEXT = "Hello world, this is GPT-2."
 PROBE_IDS = [15496, 995, 11, 428, 318, 402, 11571, 12, 17, 13]
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model", "vocab.txt")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -69,6 +70,13 @@ def load(model_id: str, *, device: str = "auto", dtype: str = "float32", revisio
     local = Path(model_id).expanduser()
     if local.exists() and not local.is_dir():
         raise UserError(f"--model {model_id} is a file; give a model folder or a hub id")
+    if not local.exists() and (model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1):
+        raise UserError(f"--model {model_id}: no such folder (a hub id looks like openai-community/gpt2)")
+    if local.is_dir() and not any((local / name).exists() for name in TOKENIZER_FILES):
+        # transformers would build an empty tokenizer here, and the error would be about its size
+        raise UserError(f"cannot load a tokenizer: model folder {model_id} has no tokenizer files "
+                        f"({', '.join(TOKENIZER_FILES[:2])} + merges.txt, ...); "
+                        "copy them from where the model came from")
     kw = {"revision": revision} if revision else {}
     try:
         tokenizer = load_tokenizer(model_id, **kw)

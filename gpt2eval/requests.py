@@ -57,6 +57,11 @@ class Generation:
     derived from (run seed, seed_key) alone, so a sample never depends on batching or order.
     `prefix` (optional) is a leading part of `context` shared by other requests (a CoQA story):
     the engine may compute its key/value cache once and reuse it; outputs are the same either way.
+
+    `truncate` says what to cut, in whole tokens, when prompt + max_new_tokens exceed the window:
+    "" raises ContextTooLong (the default: nothing is ever cut silently); "left" drops the
+    prompt's first tokens (keeps its end); "prefix_end" drops the last tokens of `prefix` and
+    keeps the rest of the context whole (an article cut at its end, its "TL;DR:" kept).
     """
     context: str
     max_new_tokens: int
@@ -64,6 +69,13 @@ class Generation:
     decoding: Decoding = field(default_factory=Decoding)
     seed_key: str = ""
     prefix: str = ""
+    truncate: str = ""
+
+    def __post_init__(self):
+        if self.truncate not in ("", "left", "prefix_end"):
+            raise ValueError(f"truncate must be '', 'left' or 'prefix_end', got {self.truncate!r}")
+        if self.prefix and not self.context.startswith(self.prefix):
+            raise ValueError("Generation.prefix must be a leading part of Generation.context")
 
 
 Request = Loglikelihood | RollingLoglikelihood | Generation
@@ -98,6 +110,8 @@ class GenerationResult:
     raw_text: str                  # everything generated, stop string included
     n_tokens: int                  # tokens generated
     stopped_by: str = ""           # "stop", "eos" or "length"
+    prompt_tokens: int = 0         # prompt length as fed to the model, after any truncation
+    truncated_tokens: int = 0      # prompt tokens cut to fit the window (Generation.truncate)
 
 
 Result = LoglikelihoodResult | RollingResult | GenerationResult

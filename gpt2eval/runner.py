@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
+from .cache import ResultCache
 from .compare import comparison_rows, format_table, load_references, write_csv
 from .data import DataSource
 from .engine import Engine
@@ -34,6 +35,7 @@ class RunConfig:
     progress: bool = True
     reference_size: str | None = None     # paper size to compare with when the shape matches none
     settings: dict = field(default_factory=dict)  # the command line, recorded verbatim
+    cache: Path | None = None             # result cache file (cache.default_path); None: no cache
 
 
 def versions() -> dict:
@@ -74,28 +76,41 @@ def reference_size(lm, model_name: str, override: str | None) -> dict:
 
 def evaluate(cfg: RunConfig, log=print) -> list[dict]:
     data = DataSource(cfg.data_dir)
-    refs = load_references()
     datasets = {}
     for task in cfg.tasks:  # load (and verify) every dataset before any model: fail fast, fail cheap
         ds = task.load(data)
         if not ds.examples:
             raise UserError(f"task {task.name}: the data has no examples")
         datasets[task.name] = ds
+    cache = ResultCache(cfg.cache) if cfg.cache else None  # before any model too: a bad file fails cheap
+    try:
+        return evaluate_models(cfg, datasets, cache, log)
+    finally:
+        if cache is not None:
+            cache.close()  # also on Ctrl-C: every finished batch is already committed
+
+
+def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, log=print) -> list[dict]:
+    refs = load_references()
     all_rows, all_results = [], []
     for model_name, out in run_dirs(cfg):
         model_id = SIZES[model_name][0] if model_name in SIZES else model_name
         log(f"loading {model_id} ({cfg.dtype})")
         lm = load(model_id, device=cfg.device, dtype=cfg.dtype)
-        engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed, progress=cfg.progress)
+        model_cache = cache.for_model(lm.fingerprint) if cache is not None else None
+        engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed, progress=cfg.progress,
+                        cache=model_cache, log=log)
+        for task in cfg.tasks:  # all checked before any runs: never fail after hours of another task
+            if engine.window < task.min_context:
+                raise UserError(f"model {model_id} has a {engine.window}-token context but task {task.name} "
+                                f"needs {task.min_context}")
         results = {"schema": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "git_commit": git_commit(), "versions": versions(),
                    "model": {**lm.describe(), **reference_size(lm, model_name, cfg.reference_size)},
                    "settings": {**cfg.settings, "limit": cfg.limit, "batch_size": cfg.batch_size, "seed": cfg.seed},
+                   "cache": model_cache.stats if model_cache else None,  # live counters, current at each write
                    "tasks": {}}
         for task in cfg.tasks:
-            if engine.window < task.min_context:
-                raise UserError(f"model {model_id} has a {engine.window}-token context but task {task.name} "
-                                f"needs {task.min_context}")
             results["tasks"][task.name] = run_task(task, datasets[task.name], engine, cfg.limit, out, log)
             write_json(out / "results.json", results)
         rows = comparison_rows(results, refs)
@@ -105,6 +120,8 @@ def evaluate(cfg: RunConfig, log=print) -> list[dict]:
         all_results.append(results)
     if len(all_results) > 1:
         write_csv(cfg.output / "comparison.csv", all_rows)
+        from .report import write_report_folder  # merged tables, plots, report.md / .html beside the runs
+        write_report_folder(cfg.output, log)
     return all_results
 
 
@@ -132,4 +149,6 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log) 
             "protocol": task.protocol, "data": ds.source, "extra": scored.extra,
             "n_requests": len(requests), "wall_s": wall, "tokens_forwarded": tokens,
             "tokens_per_s": tokens / wall if wall > 0 else None,
-            "items_cached": engine.stats["items_cached"] - before["items_cached"]}
+            "items_cached": engine.stats["items_cached"] - before["items_cached"],
+            "items_computed": engine.stats["items_computed"] - before["items_computed"],
+            "oom_retries": engine.stats["oom_retries"] - before["oom_retries"]}

@@ -247,6 +247,19 @@ def test_rouge_l_ignores_line_breaks():
     assert spaced == newlined
 
 
+def test_rouge_l_is_summary_level():
+    # ref sentences [the cat sat] [the dog ran]; pred has them in the other order.
+    # One LCS over the whole text ("the cat sat the dog ran" vs "the dog ran the cat sat") is
+    # 3 of 6 tokens: F 1/2.  Summary-level (ROUGE-1.5.5): each reference sentence's union LCS
+    # with the predicted sentences is all 3 of its tokens: 6/6 -> 100.
+    scores = summarization.rouge_scores("The dog ran. The cat sat.", "The cat sat. The dog ran.")
+    assert scores["rougeL"] == pytest.approx(100.0)
+    assert scores["rouge1"] == pytest.approx(100.0)
+    # bigrams: pred {the-dog, dog-ran, ran-the, the-cat, cat-sat}, ref {the-cat, cat-sat, sat-the,
+    # the-dog, dog-ran}: 4 of 5 shared -> 80.
+    assert scores["rouge2"] == pytest.approx(80.0)
+
+
 def test_aggregate_rouge():
     # means: r1 (80 + 40)/2 = 60, r2 (0 + 30)/2 = 15, rL (40 + 20)/2 = 30; avg (60+15+30)/3 = 35
     agg = summarization.aggregate_rouge([{"rouge1": 80, "rouge2": 0, "rougeL": 40},

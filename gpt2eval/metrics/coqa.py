@@ -177,3 +177,15 @@ def prediction_records(preds: dict) -> list:
     """Turn {(story_id, turn_id): answer} into the official list-of-dicts format."""
     return [{"id": story_id, "turn_id": turn_id, "answer": answer}
             for (story_id, turn_id), answer in preds.items()]
+
+
+def flat_metrics(report: dict) -> dict:
+    """A :func:`score_predictions` report as flat metric names: ``f1``/``em`` overall, then
+    ``f1_in_domain`` ... and ``f1_<domain>`` for every group that has turns (a subset run
+    would otherwise report an official 0.0 for domains it never saw)."""
+    metrics = {"f1": report["overall"]["f1"], "em": report["overall"]["em"]}
+    for group, entry in report.items():
+        if group != "overall" and entry["turns"]:
+            metrics[f"f1_{group}"] = entry["f1"]
+            metrics[f"em_{group}"] = entry["em"]
+    return metrics

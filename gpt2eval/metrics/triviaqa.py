@@ -88,6 +88,52 @@ def load_official_json(obj: dict) -> dict:
     return {r["QuestionId"]: gold_aliases(r["Answer"]) for r in records}
 
 
+def questions_from_official(obj: dict) -> list[dict]:
+    """``{"id", "question", "aliases"}`` per question of a parsed official JSON file, with the
+    same ids, aliases and filtering as :func:`load_official_json` (a repeated QuestionId keeps
+    its first position and its last record, as that dict comprehension does)."""
+    records = obj["Data"]
+    if obj.get("VerifiedEval"):
+        records = [r for r in records if r.get("QuestionPartOfVerifiedEval")]
+    out = {}
+    for r in records:
+        out[r["QuestionId"]] = {"id": r["QuestionId"], "question": r["Question"], "aliases": gold_aliases(r["Answer"])}
+    return list(out.values())
+
+
+def questions_from_jsonl(rows: list[dict]) -> list[dict]:
+    """Questions of the llm-foundry JSONL format: ``{"context": "Question: <q>\\nAnswer:",
+    "answer", "aliases"}``. The rows carry no QuestionId: a row's id is ``line<N>`` (1-based),
+    unless it has a ``question_id``/``id`` field. Its raw aliases are the golds (plus
+    ``answer``); both sides are normalized when compared, so this scores like NormalizedAliases."""
+    out = {}
+    for n, row in enumerate(rows, 1):
+        context = row["context"]
+        if not (context.startswith("Question:") and context.rstrip().endswith("Answer:")):
+            raise ValueError(f"row {n}: context is not 'Question: ...\\nAnswer:'")
+        question = context.strip()[len("Question:"):-len("Answer:")].strip()
+        aliases = list(dict.fromkeys(list(row.get("aliases") or []) + ([row["answer"]] if row.get("answer") else [])))
+        if not aliases:
+            raise ValueError(f"row {n}: no answer or aliases")
+        qid = str(row.get("question_id") or row.get("id") or f"line{n}")
+        out[qid] = {"id": qid, "question": question, "aliases": aliases}
+    return list(out.values())
+
+
+def read_gold_file(path) -> list[dict]:
+    """Questions of a gold file: llm-foundry JSONL by its extension, else official JSON. The
+    triviaqa task and `run_eval.py score` both read gold files with this, so ids agree."""
+    from ..data import read_json, read_jsonl
+    from ..errors import DataError
+    try:
+        if str(path).endswith(".jsonl"):
+            return questions_from_jsonl(read_jsonl(path))
+        return questions_from_official(read_json(path))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DataError(f"{path}: not TriviaQA data in the official JSON ({{'Data': [...]}}) or llm-foundry "
+                        f"JSONL format ({type(e).__name__}: {e})") from None
+
+
 def score_predictions(gold_by_qid: dict, preds: dict) -> dict:
     """EM and F1 in percent over all gold questions, plus counts.
 

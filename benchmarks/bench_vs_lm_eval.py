@@ -1,0 +1,171 @@
+"""gpt2eval against lm-evaluation-harness, side by side on one machine, in one run.
+
+    pip install -e '.[bench]'
+    python benchmarks/bench_vs_lm_eval.py --data-dir ../shared/data --tokenizer ../shared/tokenizers/gpt2
+
+Both harnesses score the same randomly initialised GPT-2-small-shaped model (124M parameters, real
+tokenizer; written to --model-dir on first use) on:
+  lambada   the first N passages of OpenAI's lambada_test.jsonl (lm-eval's lambada_openai prompt)
+  wikitext  the first K articles of WikiText-2 raw test, lm-eval's `wikitext` semantics: one
+            document per article, disjoint 1024-token windows, lm-eval's de-tokenizer, and
+            word_perplexity = exp(total NLL / words of the original article)
+Each (harness, workload, dtype) runs in its own process (benchmarks/worker.py); its peak RSS is the
+operating system's figure for that process (wait4 rusage). Definitions, printed with the results:
+  tokens     GPT-2 tokens of the requests' text, encoded once, identical for both harnesses:
+             context + continuation for LAMBADA, the de-tokenized article for WikiText
+  tokens/s   tokens / evaluation wall time (model loaded -> metrics computed); the process wall
+             time (interpreter start to exit) is shown too
+  MFU        useful forward FLOPs (gpt2eval.plan: 2*N*tokens forwarded + causal attention + LM head
+             at scored positions only) / evaluation wall time / this machine's torch.mm peak in
+             that dtype, measured at the start of the run. The same useful FLOPs for both harnesses.
+Writes bench.json and bench.md to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import report  # noqa: E402
+from lm_eval_tasks import bench_data  # noqa: E402
+
+WORKLOADS = ("lambada", "wikitext")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="gpt2eval vs lm-evaluation-harness: speed, memory, agreement")
+    p.add_argument("--data-dir", default=os.environ.get("GPT2EVAL_DATA_DIR", str(REPO.parent / "shared" / "data")))
+    p.add_argument("--tokenizer", default=str(REPO.parent / "shared" / "tokenizers" / "gpt2"),
+                   help="GPT-2 tokenizer folder (for the random model)")
+    p.add_argument("--model-dir", default="/tmp/gpt2eval-bench/model-small",
+                   help="random GPT-2 small model folder; written when missing")
+    p.add_argument("--out", default="/tmp/gpt2eval-bench/results", help="folder for bench.json, bench.md, logs")
+    p.add_argument("--workloads", default="lambada,wikitext")
+    p.add_argument("--lambada-n", type=int, default=500, help="LAMBADA passages (default 500)")
+    p.add_argument("--wikitext-k", type=int, default=6, help="WikiText-2 articles (default 6)")
+    p.add_argument("--dtypes", default="float32,bfloat16", help="gpt2eval dtypes (float32 is the reference)")
+    p.add_argument("--lm-eval-dtypes", default="float32", help="lm-eval dtypes ('' to skip lm-eval)")
+    p.add_argument("--batch-size", default="auto", help="gpt2eval --batch-size (default auto)")
+    p.add_argument("--lm-eval-batch-size", default="1", help="lm-eval batch_size (default 1, lm-eval's default)")
+    p.add_argument("--generation", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run benchmarks/bench_generation.py (CoQA prefix reuse, batched vs one at a time)")
+    p.add_argument("--gen-limit", type=int, default=8, help="TriviaQA / CNN-DM examples for the generation part")
+    p.add_argument("--device", default="cpu")
+    return p.parse_args(argv)
+
+
+def run_child(cmd: list[str], log: Path) -> dict:
+    """Run one process; its exit status, wall time, peak RSS and the load average around it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} failed (exit {proc.returncode}); see {log}:\n"
+                         + "".join(log.read_text().splitlines(keepends=True)[-15:]))
+    return {"process_s": wall, "peak_rss_bytes": usage.ru_maxrss * 1024,  # Linux reports KiB
+            "load_before": load_before, "load_after": os.getloadavg()[0]}
+
+
+def workload_requests(name: str, n: int, data_dir: str):
+    """The requests gpt2eval's side sends (tokens and FLOPs are counted from these, for both sides)."""
+    from gpt2eval.data import DataSource
+    from gpt2eval.requests import Loglikelihood, RollingLoglikelihood
+    from gpt2eval.task import select
+    if name == "lambada":
+        task = select(["lambada"])[0]
+        examples = task.load(DataSource(data_dir)).examples[:n]
+        return [r for r in task.requests(examples) if isinstance(r, Loglikelihood)]
+    pages = bench_data.wikitext_pages(data_dir)[:n]
+    return [RollingLoglikelihood(bench_data.wikitext_detokenizer({"page": p})) for p in pages]
+
+
+def count_workload(requests, tokenizer) -> dict:
+    from gpt2eval.plan import count_work
+
+    class Fixed:
+        name = "bench"
+
+        def requests(self, examples):
+            return requests
+
+    enc = lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"]) if s else 0  # noqa: E731
+    tokens = sum(enc(r.text) if hasattr(r, "text") else enc(r.context.rstrip(" ")) + enc(
+        r.context[len(r.context.rstrip(" ")):] + r.continuation) for r in requests)
+    w = count_work(Fixed(), [None], tokenizer)
+    return {"tokens": tokens, "flops_small": w.flops(12, 768), "forwarded_tokens": w.forwarded_tokens,
+            "scored_tokens": w.scored_tokens, "sequences": w.sequences}
+
+
+def measure_peaks(dtypes: set[str]) -> dict:
+    from gpt2eval.plan import measure_matmul_peak
+    return {d: max(measure_matmul_peak(d, n) for n in (2048, 4096)) for d in sorted(dtypes)}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    from gpt2eval.model import load_tokenizer, make_random_model
+    if not (Path(args.model_dir) / "config.json").exists():
+        print(f"writing the random GPT-2 small model to {args.model_dir}", flush=True)
+        make_random_model(args.model_dir, args.tokenizer, size="small", seed=0)
+    tokenizer = load_tokenizer(args.model_dir)
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    ours = [d for d in args.dtypes.split(",") if d]
+    theirs = [d for d in args.lm_eval_dtypes.split(",") if d]
+    print(f"load average at start: {os.getloadavg()}; measuring torch.mm peaks ...", flush=True)
+    peaks = measure_peaks(set(ours) | set(theirs))
+    print("peak matmul: " + ", ".join(f"{d} {p / 1e9:.0f} GFLOP/s" for d, p in peaks.items()), flush=True)
+    runs = []
+    for wl in workloads:
+        n = args.lambada_n if wl == "lambada" else args.wikitext_k
+        counts = count_workload(workload_requests(wl, n, args.data_dir), tokenizer)
+        plan = [("lm_eval", d, args.lm_eval_batch_size) for d in theirs] + \
+               [("gpt2eval", d, args.batch_size) for d in ours]
+        for harness, dtype, bs in plan:
+            tag = f"{wl}-{harness}-{dtype}"
+            res_file = out / "logs" / f"{tag}.json"
+            cmd = [sys.executable, str(HERE / "worker.py"), harness, wl, "--model-dir", args.model_dir,
+                   "--data-dir", args.data_dir, "--n", str(n), "--dtype", dtype, "--device", args.device,
+                   "--batch-size", str(bs), "--out", str(res_file)]
+            print(f"running {tag} ...", flush=True)
+            proc = run_child(cmd, out / "logs" / f"{tag}.log")
+            run = {**json.loads(res_file.read_text()), **proc, **counts}
+            run["tokens_per_s"] = counts["tokens"] / run["eval_s"]
+            run["mfu"] = counts["flops_small"] / run["eval_s"] / peaks[dtype]
+            runs.append(run)
+            print("  " + report.one_line(run), flush=True)
+    generation = None
+    if args.generation:
+        gen_file = out / "logs" / "generation.json"
+        cmd = [sys.executable, str(HERE / "bench_generation.py"), "--model-dir", args.model_dir,
+               "--data-dir", args.data_dir, "--limit", str(args.gen_limit), "--device", args.device,
+               "--out", str(gen_file)]
+        print("running the generation measurements ...", flush=True)
+        proc = run_child(cmd, out / "logs" / "generation.log")
+        generation = {**json.loads(gen_file.read_text()), **proc}
+    summary = {"machine": report.machine(), "peaks_flops": peaks, "settings": vars(args), "runs": runs,
+               "generation": generation, "load_at_end": os.getloadavg()}
+    (out / "bench.json").write_text(json.dumps(summary, indent=1))
+    text = report.render(summary)
+    (out / "bench.md").write_text(text)
+    print("\n" + text)
+    print(f"\nwritten: {out / 'bench.json'}, {out / 'bench.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The persistent result cache: every engine answer, stored as soon as its batch is done.
+
+One SQLite file (stdlib sqlite3) holds the answers of every model it has seen. A row's key is
+sha256(gpt2eval version, model fingerprint, the engine's request key): the same request under other
+weights, dtype or device class, or answered by other code, never collides, and a rerun of a killed
+command recomputes only what is missing. Values are JSON: Python writes floats with the shortest
+repr that reads back to the same double, so a cached answer is bit-identical to the computed one.
+
+Several runs may share one file at once: WAL mode lets readers and the single writer proceed side
+by side, and a long busy timeout makes a second writer wait for its turn instead of failing with
+"database is locked". Each batch is one committed transaction, so a kill loses at most the batch
+in flight and never leaves half a batch behind.
+
+A file that is not a gpt2eval cache, or is damaged, or comes from a newer schema stops the run with
+one line that names it; the file is never modified, renamed or deleted (it may be someone's data).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import UserError
+
+FILENAME = "gpt2eval-cache.sqlite"
+APP = "gpt2eval result cache"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 600.0  # a writer commits in milliseconds; minutes of waiting means something else is wrong
+SQLITE_MAGIC = b"SQLite format 3\x00"
+CHUNK = 500  # keys per SELECT: below every SQLite build's limit on bound parameters
+
+SCHEMA = [
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE results (key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL)",
+]
+
+
+class CacheError(UserError):
+    """The cache file cannot be used; the message names it and says what to do."""
+
+
+def default_path(output: str | Path) -> Path:
+    """Beside the run folders: results/runs/.cache/ for the default results/runs/<timestamp>, so a
+    rerun with a fresh timestamp, or a run of another size, finds the earlier answers."""
+    return Path(output).expanduser().parent / ".cache" / FILENAME
+
+
+def _advice(path: Path) -> str:
+    return f"move or delete {path} (outputs never depend on it), or pass --cache OTHER_PATH or --no-cache"
+
+
+class ResultCache:
+    """One open cache file. `for_model(fingerprint)` gives the view the engine uses."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser()
+        if self.path.is_dir():
+            raise CacheError(f"--cache {self.path} is a folder; give a file path (e.g. {self.path / FILENAME})")
+        try:
+            self._check_header()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # unreadable file, read-only or missing disk
+            raise CacheError(f"cannot use {self.path} as the result cache ({e.strerror or e}); "
+                             "pass --cache OTHER_PATH or --no-cache") from None
+        try:
+            # isolation_level=None: this module opens and commits its transactions itself
+            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as e:
+            raise CacheError(f"cannot open the result cache {self.path} ({e}); {_advice(self.path)}") from None
+        try:
+            self._setup()
+        except sqlite3.DatabaseError as e:
+            self.conn.close()
+            raise CacheError(f"the result cache {self.path} is damaged ({e}); {_advice(self.path)}") from None
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _check_header(self) -> None:
+        """Refuse a non-SQLite file before SQLite touches it (an empty file is a new cache)."""
+        if self.path.is_file() and self.path.stat().st_size > 0:
+            with open(self.path, "rb") as f:
+                head = f.read(len(SQLITE_MAGIC))
+            if head != SQLITE_MAGIC:
+                raise CacheError(f"{self.path} is not a gpt2eval result cache (not an SQLite file); "
+                                 f"it was left untouched; {_advice(self.path)}")
+
+    def _setup(self) -> None:
+        c = self.conn
+        c.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        self._retry_locked(lambda: c.execute("BEGIN IMMEDIATE"))  # two runs creating the file: one wins
+        try:
+            tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not tables:
+                for statement in SCHEMA:
+                    c.execute(statement)
+                c.executemany("INSERT INTO meta VALUES (?, ?)",
+                              [("app", APP), ("schema_version", str(SCHEMA_VERSION)), ("created", str(time.time()))])
+                tables = {"meta", "results"}
+            try:
+                meta = dict(c.execute("SELECT name, value FROM meta")) if "meta" in tables else {}
+            except sqlite3.OperationalError:  # a "meta" table of some other program
+                meta = {}
+        finally:
+            c.execute("COMMIT")
+        if meta.get("app") != APP or "results" not in tables:
+            raise CacheError(f"{self.path} is an SQLite file but not a gpt2eval result cache; it was left "
+                             f"untouched; {_advice(self.path)}")
+        if meta.get("schema_version") != str(SCHEMA_VERSION):
+            raise CacheError(f"the result cache {self.path} has schema version {meta.get('schema_version')}, this "
+                             f"gpt2eval reads version {SCHEMA_VERSION}; {_advice(self.path)}")
+        # Only now that the file is known to be ours (WAL mode is recorded in the file itself).
+        self._retry_locked(lambda: c.execute("PRAGMA journal_mode = WAL"))
+        c.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a killed process loses no commit
+        # Page-level damage would otherwise surface hours later, mid-task; this reads the file once.
+        problems = [r[0] for r in c.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError("; ".join(problems[:3]))
+
+    def _retry_locked(self, step):
+        """The busy timeout covers ordinary writes, but not every lock taken while a file is being
+        created or switched to WAL; retry those for the same length of time."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                return step()
+            except sqlite3.OperationalError as e:
+                if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def for_model(self, fingerprint: str) -> "ModelCache":
+        return ModelCache(self, fingerprint)
+
+    def count(self, fingerprint: str | None = None) -> int:
+        if fingerprint is None:
+            return self.conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM results WHERE model = ?", (fingerprint,)).fetchone()[0]
+
+    def close(self) -> None:
+        # The last connection to close checkpoints the write-ahead log into the main file.
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ModelCache:
+    """The engine's seam: get_many(keys) -> {key: value} and put_many({key: value}), for one model."""
+
+    def __init__(self, cache: ResultCache, fingerprint: str):
+        self.cache, self.fingerprint = cache, fingerprint
+        # Live counters; the runner puts this dict in results.json.
+        self.stats = {"path": str(cache.path), "hits": 0, "misses": 0, "writes": 0, "unreadable_rows": 0}
+
+    def _row_key(self, key: str) -> str:
+        return hashlib.sha256(f"{__version__}\n{self.fingerprint}\n{key}".encode()).hexdigest()
+
+    def get_many(self, keys: list[str]) -> dict:
+        by_row = {self._row_key(k): k for k in keys}
+        rows, found = list(by_row), {}
+        try:
+            for s in range(0, len(rows), CHUNK):
+                part = rows[s:s + CHUNK]
+                sql = f"SELECT key, value FROM results WHERE key IN ({','.join('?' * len(part))})"
+                for row_key, value in self.cache.conn.execute(sql, part):
+                    try:
+                        found[by_row[row_key]] = json.loads(value)
+                    except ValueError:  # a damaged value is recomputed (and overwritten), never used
+                        self.stats["unreadable_rows"] += 1
+        except sqlite3.DatabaseError as e:
+            raise CacheError(f"reading the result cache {self.cache.path} failed ({e}); "
+                             f"{_advice(self.cache.path)}") from None
+        self.stats["hits"] += len(found)
+        self.stats["misses"] += len(keys) - len(found)
+        return found
+
+    def put_many(self, results: dict) -> None:
+        now = time.time()
+        rows = [(self._row_key(k), self.fingerprint, json.dumps(v, separators=(",", ":")), now)
+                for k, v in results.items()]  # encoded first: nothing but SQLite runs inside the transaction
+        conn = self.cache.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", rows)
+            except sqlite3.Error:
+                conn.execute("ROLLBACK")
+                raise
+            finally:
+                # The commit, also when Ctrl-C lands in here: every row is a complete answer, keep them.
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.DatabaseError as e:
+            raise CacheError(f"writing the result cache {self.cache.path} failed ({e}); "
+                             f"{_advice(self.cache.path)}") from None
+        self.stats["writes"] += len(rows)

@@ -1,0 +1,246 @@
+"""Plan mode: what a run costs, counted from the tokenizer and the data alone (no weights).
+
+Every task's requests go through the engine's own encoding (`Engine.loglikelihood`,
+`Engine.rolling_loglikelihood`, `generate.encode_prompt`) with the model replaced by a recorder,
+so the token counts are the ones a real run forwards, duplicates removed as the engine removes them.
+
+FLOPs of one forward pass over a sequence of L tokens of which H reach the LM head:
+    2 * N * L                       N = non-embedding parameters = n_layer * (12 d^2 + 13 d) + 2 d
+  + 4 * d * n_layer * L (L + 1) / 2  attention: QK^T and AV over the causal (query, key) pairs only
+  + 2 * d * V * H                   the LM head, only where a log-probability or next token is needed
+Generation is counted at its full budget (every request decodes max_new_tokens): prefill once
+(a shared CoQA story once per group), then one single-token forward per further new token.
+The lower-bound time is FLOPs / peak FLOP/s; decoding is bound by memory bandwidth, not FLOPs,
+so for generation the bound is loose.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .engine import Engine
+from .requests import Generation, Loglikelihood, RollingLoglikelihood
+
+VOCAB = 50257
+N_CTX = 1024
+H100_BF16_TFLOPS = 989.0  # NVIDIA H100 SXM, dense bfloat16 tensor-core peak
+
+
+def architecture(size: str) -> tuple[int, int]:
+    from .model import SIZES
+    return SIZES[size][2]
+
+
+def non_embedding_params(n_layer: int, d: int) -> int:
+    """Per block: qkv 3d^2+3d, attention output d^2+d, MLP 8d^2+5d, two layer norms 4d; final norm 2d."""
+    return n_layer * (12 * d * d + 13 * d) + 2 * d
+
+
+def total_params(n_layer: int, d: int, vocab: int = VOCAB, n_ctx: int = N_CTX) -> int:
+    """Token and position embeddings plus the blocks; the LM head is tied to the token embedding."""
+    return vocab * d + n_ctx * d + non_embedding_params(n_layer, d)
+
+
+def forward_flops(n_layer: int, d: int, tokens: int, attn_pairs: int, head_positions: int,
+                  vocab: int = VOCAB) -> float:
+    """Useful forward FLOPs (module docstring); the arguments may be sums over many forwards."""
+    return (2.0 * non_embedding_params(n_layer, d) * tokens + 4.0 * d * n_layer * attn_pairs
+            + 2.0 * d * vocab * head_positions)
+
+
+def causal_pairs(length: int, start: int = 0) -> int:
+    """(query, key) pairs of causal attention for the queries at positions start..length-1."""
+    return (length * (length + 1) - start * (start + 1)) // 2
+
+
+@dataclass
+class Work:
+    """What one task asks of the model, independent of its size."""
+    task: str
+    examples: int = 0
+    requests: int = 0
+    sequences: int = 0            # scoring forwards (one per distinct item / window)
+    scored_tokens: int = 0        # log-probabilities computed (LM head positions of scoring)
+    forwarded_tokens: int = 0     # tokens fed to the model for scoring
+    generations: int = 0
+    prompt_tokens: int = 0        # prompts as encoded (after any truncation)
+    prefill_tokens: int = 0       # prompt tokens forwarded, a shared prefix once
+    generate_tokens: int = 0      # sum of max_new_tokens (an upper bound)
+    tokens: int = 0               # all forwarded tokens: scoring + prefill + decoding
+    attn_pairs: int = 0
+    head_positions: int = 0
+
+    def flops(self, n_layer: int, d: int) -> float:
+        return forward_flops(n_layer, d, self.tokens, self.attn_pairs, self.head_positions)
+
+
+class RecordingEngine(Engine):
+    """The engine's request encoding with the model taken out: items are recorded, not scored."""
+
+    def __init__(self, tokenizer, window: int = N_CTX):  # noqa: super().__init__ needs a model
+        self.tokenizer, self.window, self.eot = tokenizer, window, tokenizer.eos_token_id
+        self.cache, self.progress, self.items = None, False, []
+        self.stats = defaultdict(int)
+
+    def score(self, items, desc=""):
+        self.items += items
+        return [([0.0] * len(it.targets), [False] * len(it.targets)) for it in items]
+
+
+def count_work(task, examples: list, tokenizer, window: int = N_CTX) -> Work:
+    """Encode a task's requests for these examples exactly as the engine would, and count."""
+    from .generate import encode_prompt, shared_lengths
+    requests = task.requests(examples)
+    w = Work(task.name, examples=len(examples), requests=len(requests))
+    eng = RecordingEngine(tokenizer, window)
+    eng.loglikelihood([r for r in requests if isinstance(r, Loglikelihood)])
+    eng.rolling_loglikelihood([r for r in requests if isinstance(r, RollingLoglikelihood)])
+    for it in {it.key(): it for it in eng.items}.values():  # the engine never scores a duplicate twice
+        n = len(it.input_ids)
+        w.sequences += 1
+        w.scored_tokens += len(it.targets)
+        w.forwarded_tokens += n
+        w.attn_pairs += causal_pairs(n)
+        w.head_positions += len(it.targets)
+    gens = [r for r in requests if isinstance(r, Generation)]
+    prefix_ids: dict[str, list[int]] = {}
+    prompts = [encode_prompt(eng, r, prefix_ids) for r in gens]
+    shared = shared_lengths(gens, prompts, list(range(len(gens))))
+    groups: set[tuple[int, ...]] = set()
+    for i, (r, p) in enumerate(zip(gens, prompts)):
+        n, s, g = len(p.ids), shared[i], r.max_new_tokens
+        if s:
+            groups.add(tuple(p.ids[:s]))
+        w.generations += 1
+        w.prompt_tokens += n
+        w.prefill_tokens += n - s
+        w.generate_tokens += g
+        w.attn_pairs += causal_pairs(n, s) + (g - 1) * n + g * (g - 1) // 2  # prefill the rest, then decode
+        w.head_positions += g  # one next-token distribution per new token
+        w.tokens += g - 1      # the last new token is never fed back
+    for p in groups:  # each shared prefix is forwarded once (and gives one next-token distribution)
+        w.prefill_tokens += len(p)
+        w.attn_pairs += causal_pairs(len(p))
+        w.head_positions += 1
+    w.tokens += w.forwarded_tokens + w.prefill_tokens
+    return w
+
+
+@dataclass
+class Plan:
+    sizes: list[str]
+    peaks_tflops: dict[str, float]          # device name -> peak TFLOP/s
+    work: list[Work] = field(default_factory=list)
+
+    def rows(self) -> list[dict]:
+        out = []
+        for size in self.sizes:
+            n_layer, d = architecture(size)
+            for w in self.work:
+                f = w.flops(n_layer, d)
+                out.append({"size": size, "params": total_params(n_layer, d), **asdict(w), "flops": f,
+                            **{f"seconds@{name}": f / (peak * 1e12) for name, peak in self.peaks_tflops.items()}})
+        return out
+
+    def format(self) -> str:
+        names = list(self.peaks_tflops)
+        head = (f"{'size':7s} {'task':14s} {'examples':>8s} {'score tok':>10s} {'fwd tok':>10s} {'prompt tok':>10s} "
+                f"{'prefill':>9s} {'gen tok≤':>9s} {'FLOPs':>9s} " + " ".join(f"{'t@' + n:>14s}" for n in names))
+        lines = [head, "-" * len(head)]
+        rows = self.rows()
+        for size in self.sizes:
+            mine = [r for r in rows if r["size"] == size]
+            for r in mine + [_total(size, mine, names)]:
+                lines.append(f"{r['size']:7s} {r['task']:14s} {r['examples']:8d} {r['scored_tokens']:10d} "
+                             f"{r['forwarded_tokens']:10d} {r['prompt_tokens']:10d} {r['prefill_tokens']:9d} "
+                             f"{r['generate_tokens']:9d} {r['flops']:9.3g} "
+                             + " ".join(f"{_dur(r['seconds@' + n]):>14s}" for n in names))
+        all_f = sum(r["flops"] for r in rows)
+        lines.append(f"all sizes: {all_f:.3g} FLOPs; at peak: " + ", ".join(
+            f"{_dur(all_f / (p * 1e12))} at {p:.4g} TFLOP/s ({n})" for n, p in self.peaks_tflops.items()))
+        return "\n".join(lines)
+
+
+def _total(size: str, rows: list[dict], names: list[str]) -> dict:
+    keys = ["examples", "scored_tokens", "forwarded_tokens", "prompt_tokens", "prefill_tokens", "generate_tokens",
+            "flops"]
+    tot = {k: sum(r[k] for r in rows) for k in keys + [f"seconds@{n}" for n in names]}
+    return {"size": size, "task": "TOTAL", **tot}
+
+
+def _dur(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    return f"{seconds / 60:.3g} min" if seconds < 7200 else f"{seconds / 3600:.3g} h"
+
+
+def make_plan(sizes: list[str], tasks: list, data, tokenizer, peaks_tflops: dict[str, float],
+              limit: int | None = None) -> Plan:
+    plan = Plan(sizes, peaks_tflops)
+    for task in tasks:
+        ds = task.load(data)
+        examples = ds.examples[:limit] if limit else ds.examples
+        plan.work.append(count_work(task, examples, tokenizer))
+    return plan
+
+
+def measure_matmul_peak(dtype: str = "float32", n: int = 2048, seconds: float = 3.0) -> float:
+    """This machine's dense matmul FLOP/s in `dtype` (torch.mm of two n x n matrices, best of runs)."""
+    import time
+
+    import torch
+    from .model import DTYPES
+    a, b = torch.randn(n, n, dtype=DTYPES[dtype]), torch.randn(n, n, dtype=DTYPES[dtype])
+    torch.mm(a, b)
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - t))
+    return best
+
+
+# ---- the `plan` subcommand --------------------------------------------------------------------
+def add_arguments(p) -> None:
+    p.add_argument("--sizes", default="small,medium,large,xl", help="comma-separated GPT-2 sizes")
+    p.add_argument("--tasks", default="lambada,ptb,wikitext103,wikitext2", help="comma-separated task names")
+    p.add_argument("--data-dir", default=None, help="folder of upstream data files (else $GPT2EVAL_DATA_DIR, else hub)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N examples of each task")
+    p.add_argument("--tokenizer", default="openai-community/gpt2",
+                   help="GPT-2 tokenizer: hub id or folder (all four sizes share it)")
+    p.add_argument("--peak-tflops", default=str(H100_BF16_TFLOPS),
+                   help=f"device peak(s) in TFLOP/s, comma-separated (default {H100_BF16_TFLOPS:g}: H100 SXM dense bf16)")
+    p.add_argument("--measure-peak", action="store_true", help="also measure this machine's matmul peak (--dtype)")
+    p.add_argument("--dtype", default="float32", help="dtype of --measure-peak")
+    p.add_argument("--include-path", action="append", default=[], help="folder of extra task plugins (repeatable)")
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+
+
+def run(args) -> int:
+    from .data import DataSource
+    from .errors import UserError
+    from .model import SIZES, load_tokenizer
+    from .task import select
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown or not sizes:
+        raise UserError(f"unknown size(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(SIZES)}")
+    try:
+        peaks = {f"{float(x):g}TFLOP/s": float(x) for x in args.peak_tflops.split(",") if x.strip()}
+    except ValueError:
+        raise UserError(f"--peak-tflops expects numbers, got {args.peak_tflops!r}") from None
+    if args.measure_peak:
+        peaks[f"here-{args.dtype}"] = measure_matmul_peak(args.dtype) / 1e12
+    tasks = select([t.strip() for t in args.tasks.split(",") if t.strip()], args.include_path)
+    try:
+        tokenizer = load_tokenizer(args.tokenizer)
+    except Exception as e:  # noqa: BLE001 - one clear line
+        raise UserError(f"cannot load the tokenizer {args.tokenizer!r} ({type(e).__name__}); pass --tokenizer "
+                        "with a local GPT-2 tokenizer folder when offline") from None
+    plan = make_plan(sizes, tasks, DataSource(args.data_dir), tokenizer, peaks, args.limit)
+    print(plan.format())
+    if args.json:
+        Path(args.json).write_text(json.dumps(plan.rows(), indent=1))
+    return 0

@@ -1,0 +1,107 @@
+"""CNN/Daily Mail summarisation: the paper's Table 4, all four rows from one plugin.
+
+Data: the hub's abisee/cnn_dailymail 3.0.0 test split (11,490 articles; reference = the
+highlights), or locally `cnn_dailymail/frank_cnndm_test_250.jsonl` (250 real test articles, a
+subset) whose PTB-tokenized references are de-tokenized before ROUGE.
+
+Rows (metric prefixes), as the paper's Summarization section describes them:
+- tldr: prompt "{article}\\nTL;DR:"; 100 new tokens by top-k sampling, k = 2; the summary is the
+  first 3 sentences of the generated text.
+- no_hint: the same with the prompt "{article}" alone.
+- random3: 3 sentences of the article drawn at random (in article order), no model; the draw is
+  seeded by the article id alone, so it is the same in every run.
+- lead3: the first 3 sentences of the article, no model.
+The article is stripped of surrounding whitespace. A long article is cut at its end, in whole
+tokens, so that article + hint + 100 new tokens fit the 1024-token window (Generation truncate
+"prefix_end"; the hint is always kept); samples record the tokens cut. Each sample draws from its
+own random stream, keyed by run seed, task, article id and row. Both prompts of an article share
+its tokens as `prefix`, forwarded once.
+Sentences: pysbd, offline. Metrics, in percent: ROUGE-1, ROUGE-2 and summary-level ROUGE-L F1
+(rouge-score with Porter stemming; ROUGE-L as ROUGE-1.5.5 computes it, see
+gpt2eval.metrics.summarization), and their mean rouge_avg (the paper's R-AVG).
+"""
+import hashlib
+import random
+
+from gpt2eval.data import Dataset, read_jsonl, sha256_text
+from gpt2eval.metrics.summarization import (aggregate_rouge, detokenize_ptb, first_sentences, rouge_scores,
+                                            split_sentences)
+from gpt2eval.requests import Decoding, Generation
+from gpt2eval.task import Metric, Scored, Task
+
+LOCAL = "cnn_dailymail/frank_cnndm_test_250.jsonl"
+HUB = ("abisee/cnn_dailymail", "3.0.0", "test")
+N_ARTICLES = 11490
+NEW_TOKENS, TOP_K, N_SENTENCES = 100, 2, 3
+HINTS = {"tldr": "\nTL;DR:", "no_hint": ""}
+ROWS = {"tldr": "TL;DR:, top-2 sampling, first 3 sentences", "no_hint": "no hint, top-2 sampling, first 3 sentences",
+        "random3": "3 random article sentences", "lead3": "first 3 article sentences"}
+SCORES = ["rouge1", "rouge2", "rougeL", "rouge_avg"]
+
+
+def example_from_hub(row: dict) -> dict:
+    return {"id": row["id"], "article": row["article"].strip(), "reference": row["highlights"]}
+
+
+def example_from_frank(row: dict) -> dict:
+    return {"id": row["id"], "article": row["article"].strip(), "reference": detokenize_ptb(row["reference_tokenized"])}
+
+
+def random_sentences(article: str, key: str, n: int = N_SENTENCES) -> str:
+    """n sentences drawn by an RNG seeded from `key` alone (not the run seed: a baseline without
+    a model should not change between runs), kept in article order."""
+    sentences = split_sentences(article)
+    rng = random.Random(int.from_bytes(hashlib.sha256(f"random3/{key}".encode()).digest()[:8], "little"))
+    picked = sorted(rng.sample(range(len(sentences)), min(n, len(sentences))))
+    return " ".join(sentences[i] for i in picked)
+
+
+class CnnDailyMail(Task):
+    name = "cnn_dailymail"
+    description = "CNN/Daily Mail: TL;DR, no hint, random-3, lead-3; ROUGE F1 (Table 4)"
+    metrics = {f"{row}_{s}": Metric(f"cnn_dailymail/{row}_{s}", variant)
+               for row, variant in ROWS.items() for s in SCORES}
+    protocol = {
+        "prompt": "tldr: {article}\\nTL;DR:; no_hint: {article}",
+        "decoding": f"top-k sampling k={TOP_K}, {NEW_TOKENS} new tokens; summary = first {N_SENTENCES} sentences "
+                    "(pysbd)",
+        "truncation": f"article cut at its end (whole tokens) so that article + hint + {NEW_TOKENS} fit 1024",
+        "baselines": "random3: 3 random sentences, article order, seeded by article id; lead3: first 3 sentences",
+        "metric": "rouge-score ROUGE-1/2 and summary-level ROUGE-L (rougeLsum on pysbd sentences) F1, Porter "
+                  "stemmer, mean = rouge_avg; percent",
+    }
+
+    def load(self, data):
+        path = data.find(LOCAL)
+        if path:
+            rows = read_jsonl(path, required=("id", "article", "reference_tokenized"))
+            source = data.file_source(path, LOCAL)
+            return Dataset([example_from_frank(r) for r in rows], n_full=N_ARTICLES, source=source)
+        rows = data.hub(*HUB)
+        return Dataset([example_from_hub(r) for r in rows], n_full=N_ARTICLES, source=data.hub_source(*HUB, rows))
+
+    def requests(self, examples):
+        decoding = Decoding(top_k=TOP_K)
+        return [Generation(ex["article"] + hint, NEW_TOKENS, decoding=decoding, prefix=ex["article"],
+                           truncate="prefix_end", seed_key=f"cnn_dailymail/{ex['id']}/{row}")
+                for ex in examples for row, hint in HINTS.items()]
+
+    def score(self, examples, results):
+        samples, per_row = [], {row: [] for row in ROWS}
+        for i, ex in enumerate(examples):
+            generated = dict(zip(HINTS, results[len(HINTS) * i:len(HINTS) * (i + 1)]))
+            summaries = {row: first_sentences(r.text, N_SENTENCES) for row, r in generated.items()}
+            summaries["random3"] = random_sentences(ex["article"], ex["id"])
+            summaries["lead3"] = first_sentences(ex["article"], N_SENTENCES)
+            scores = {row: rouge_scores(summary, ex["reference"]) for row, summary in summaries.items()}
+            for row in ROWS:
+                per_row[row].append(scores[row])
+            samples.append({"id": ex["id"], "article_chars": len(ex["article"]),
+                            "article_sha256": sha256_text(ex["article"]),
+                            "prompt_tokens": {row: r.prompt_tokens for row, r in generated.items()},
+                            "truncated_tokens": {row: r.truncated_tokens for row, r in generated.items()},
+                            "generated": {row: r.text for row, r in generated.items()},
+                            "summaries": summaries, "reference": ex["reference"], "rouge": scores})
+        metrics = {f"{row}_{s}": v for row in ROWS for s, v in aggregate_rouge(per_row[row]).items()}
+        extra = {"n_truncated": sum(r.truncated_tokens > 0 for r in results[::len(HINTS)])}
+        return Scored(metrics, samples, extra)

@@ -1,0 +1,115 @@
+"""CoQA: conversational question answering about a story (the paper's reading-comprehension test).
+
+Data: the official dev file `coqa/coqa-dev-v1.0.json` (500 stories, 7,983 questions); else the
+one-story file `coqa/coqa-dev-v1.0_first_story.json` (12 questions, a subset: n_full stays 7,983);
+else the hub's stanfordnlp/coqa validation split. The hub copy has no story ids and no additional
+answers: ids become "validation-<row>" and each turn is scored against its one answer, which is not
+the official 4-answer leave-one-out F1 (the data source records this). One example per question,
+in file order: --limit counts questions.
+
+Prompt (the paper conditions on "the document, the history of the associated dialogue, and a final
+token A:"); earlier turns carry their gold answers:
+    {story}\\n\\nQ: {q1}\\nA: {a1}\\nQ: {q2}\\nA:
+Decoding: greedy, at most 32 new tokens, stopped at the first newline; the answer is that first
+line, stripped. A prompt too long for the window loses its first tokens, i.e. the story's start
+(the dialogue and the question are far shorter than the window); `extra` counts such turns.
+Metrics: the official evaluate-v1.0.py F1 and EM (its normalisation, leave-one-out over the gold
+answers), in percent, overall, in/out of domain and per source domain present.
+predictions/coqa.json is in the official prediction format, for the official script.
+The story is each request's `prefix`: the engine forwards it once per story, not once per turn.
+"""
+from gpt2eval.data import Dataset, read_json, sha256_text
+from gpt2eval.errors import DataError
+from gpt2eval.metrics import coqa
+from gpt2eval.requests import Generation
+from gpt2eval.task import Metric, Scored, Task
+
+FULL, ONE_STORY = "coqa/coqa-dev-v1.0.json", "coqa/coqa-dev-v1.0_first_story.json"
+N_QUESTIONS = 7983
+MAX_NEW_TOKENS = 32  # gold answers are short (a few words); a longer line is cut here
+GROUPS = ["in_domain", "out_domain"] + list(coqa.DOMAIN_NAMES.values())
+
+
+def story_from_hub(row: dict, index: int) -> dict:
+    """A hub row (source, story, questions: [str], answers: {input_text, answer_start,
+    answer_end}: [..]) as a story of the official file (one answer per turn)."""
+    answers = row["answers"]
+    spans = zip(answers["input_text"], answers["answer_start"], answers["answer_end"])
+    return {"source": row["source"], "id": f"validation-{index}", "story": row["story"],
+            "questions": [{"input_text": q, "turn_id": t} for t, q in enumerate(row["questions"], 1)],
+            "answers": [{"input_text": a, "span_start": s, "span_end": e, "turn_id": t}
+                        for t, (a, s, e) in enumerate(spans, 1)]}
+
+
+def turns(data: dict) -> list[dict]:
+    """One example per question of an official-format CoQA object, with the turns before it."""
+    gold = coqa.load_gold(data)
+    out = []
+    for story in data["data"]:
+        history = []
+        for q, a in zip(story["questions"], story["answers"]):
+            out.append({"id": story["id"], "turn_id": q["turn_id"], "story": story["story"].strip(),
+                        "history": tuple(history), "question": q["input_text"], **gold[(story["id"], q["turn_id"])]})
+            history.append((q["input_text"], a["input_text"]))
+    return out
+
+
+def prompt(ex: dict) -> str:
+    # The story is stripped so that it ends on a word or punctuation: its tokens are then also
+    # the first tokens of the full prompt, which is what lets the engine reuse them.
+    dialogue = "".join(f"Q: {q}\nA: {a}\n" for q, a in ex["history"])
+    return f"{ex['story']}\n\n{dialogue}Q: {ex['question']}\nA:"
+
+
+class CoQA(Task):
+    name = "coqa"
+    description = "CoQA dev: story + dialogue history + 'A:', greedy, official F1/EM"
+    metrics = {"f1": Metric("coqa/f1", "official evaluate-v1.0.py F1, greedy first line"),
+               "em": Metric(None, "official evaluate-v1.0.py EM")}
+    metrics.update({f"{m}_{g}": Metric(None, f"official {m.upper()}, {g}") for g in GROUPS for m in ("f1", "em")})
+    protocol = {
+        "prompt": "{story}\\n\\n + 'Q: {q}\\nA: {gold a}\\n' per earlier turn + 'Q: {q}\\nA:'",
+        "decoding": f"greedy, <= {MAX_NEW_TOKENS} new tokens, stop at the first newline; answer = first line, stripped",
+        "truncation": f"prompt cut from the left (story start) to leave {MAX_NEW_TOKENS} tokens of the window",
+        "metric": "official CoQA evaluate-v1.0.py: normalisation, leave-one-out over gold answers; percent",
+    }
+
+    def load(self, data):
+        for relpath in (FULL, ONE_STORY):
+            path = data.find(relpath)
+            if path:
+                obj, source = read_json(path), data.file_source(path, relpath)
+                break
+        else:
+            rows = data.hub("stanfordnlp/coqa", None, "validation")
+            obj = {"data": [story_from_hub(row, i) for i, row in enumerate(rows)]}
+            source = {**data.hub_source("stanfordnlp/coqa", None, "validation", rows),
+                      "note": "hub copy: no story ids (validation-<row>), one gold answer per turn"}
+            path = "stanfordnlp/coqa"
+        try:
+            examples = turns(obj)
+        except (KeyError, TypeError, IndexError, AttributeError) as e:
+            raise DataError(f"{path}: not CoQA data in the official format ({type(e).__name__}: {e})") from None
+        return Dataset(examples, n_full=N_QUESTIONS, source=source)
+
+    def requests(self, examples):
+        return [Generation(prompt(ex), MAX_NEW_TOKENS, stop=("\n",), prefix=ex["story"], truncate="left",
+                           seed_key=f"coqa/{ex['id']}/{ex['turn_id']}") for ex in examples]
+
+    def score(self, examples, results):
+        keys = [(ex["id"], ex["turn_id"]) for ex in examples]
+        preds = {k: r.text.strip() for k, r in zip(keys, results)}
+        gold = {k: {"golds": ex["golds"], "source": ex["source"]} for k, ex in zip(keys, examples)}
+        samples = []
+        for ex, r, k in zip(examples, results, keys):
+            em, f1 = coqa.score_turn(ex["golds"], preds[k])
+            text = prompt(ex)
+            samples.append({"id": ex["id"], "turn_id": ex["turn_id"], "source": ex["source"],
+                            "prompt_chars": len(text), "prompt_sha256": sha256_text(text),
+                            "prompt_tokens": r.prompt_tokens, "truncated_tokens": r.truncated_tokens,
+                            "question": ex["question"], "generated": r.raw_text, "answer": preds[k],
+                            "golds": ex["golds"], "em": 100 * em, "f1": 100 * f1})
+        metrics = coqa.flat_metrics(coqa.score_predictions(gold, preds, ndigits=None))
+        extra = {"official_report": coqa.score_predictions(gold, preds),
+                 "n_truncated": sum(r.truncated_tokens > 0 for r in results)}
+        return Scored(metrics, samples, extra, files={"predictions/coqa.json": coqa.prediction_records(preds)})

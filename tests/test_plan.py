@@ -1,0 +1,114 @@
+"""Plan mode: parameter counts of the four sizes, and token / FLOP counts checked by hand."""
+import json
+
+import pytest
+
+from gpt2eval.plan import (causal_pairs, count_work, forward_flops, non_embedding_params, total_params)
+from gpt2eval.requests import Generation, Loglikelihood, RollingLoglikelihood
+from gpt2eval.task import Task
+
+from conftest import DATA, TOKENIZER_DIR
+
+HELLO = "Hello world, this is GPT-2."  # 10 tokens; "Hello world," is 3 of them
+
+
+class Fixed(Task):
+    """A task whose requests are given."""
+    name = "fixed"
+
+    def __init__(self, requests):
+        self._requests = requests
+
+    def requests(self, examples):
+        return self._requests
+
+
+@pytest.mark.parametrize("size,layers,width,params", [
+    ("small", 12, 768, 124_439_808), ("medium", 24, 1024, 354_823_168),
+    ("large", 36, 1280, 774_030_080), ("xl", 48, 1600, 1_557_611_200)])
+def test_parameter_counts_are_the_public_checkpoints(size, layers, width, params):
+    from gpt2eval.model import SIZES
+    assert SIZES[size][2] == (layers, width)
+    assert total_params(layers, width) == params
+    assert total_params(layers, width) - non_embedding_params(layers, width) == (50257 + 1024) * width
+
+
+def test_causal_pairs():
+    assert causal_pairs(1) == 1
+    assert causal_pairs(4) == 1 + 2 + 3 + 4
+    assert causal_pairs(4, start=2) == 3 + 4
+
+
+def test_loglikelihood_counts_and_duplicates(tokenizer):
+    reqs = [Loglikelihood("Hello world,", " this is GPT-2."),
+            Loglikelihood("Hello world, ", "this is GPT-2."),  # the same item once the space moves over
+            Loglikelihood("Hello world,", " this is GPT-2.")]
+    w = count_work(Fixed(reqs), [None], tokenizer)
+    assert (w.requests, w.sequences) == (3, 1)                # scored once, as the engine does
+    assert (w.forwarded_tokens, w.scored_tokens) == (9, 7)    # 3 + 7 tokens, the last one never fed
+    assert (w.attn_pairs, w.head_positions, w.tokens) == (45, 7, 9)
+    n = 12 * (12 * 768 ** 2 + 13 * 768) + 2 * 768
+    assert w.flops(12, 768) == 2 * n * 9 + 4 * 768 * 12 * 45 + 2 * 768 * 50257 * 7
+
+
+def test_rolling_windows_counted_by_hand(tokenizer):
+    w = count_work(Fixed([RollingLoglikelihood(" a" * 2500)]), [None], tokenizer)  # 2500 tokens " a"
+    assert w.sequences == 3                        # 1024 + 1024 + 452 scored
+    assert w.scored_tokens == 2500
+    assert w.forwarded_tokens == 3 * 1024          # every window is full: the last one takes more context
+    assert w.attn_pairs == 3 * 1024 * 1025 // 2
+    assert w.head_positions == 2500
+
+
+def test_generation_counts(tokenizer):
+    w = count_work(Fixed([Generation(HELLO, max_new_tokens=5)]), [None], tokenizer)
+    assert (w.generations, w.prompt_tokens, w.prefill_tokens, w.generate_tokens) == (1, 10, 10, 5)
+    assert w.tokens == 10 + 4                      # the fifth new token is never fed back
+    assert w.attn_pairs == 55 + (11 + 12 + 13 + 14)
+    assert w.head_positions == 5
+
+
+def test_shared_prefix_prefilled_once(tokenizer):
+    story = "Story: the cat."  # 5 tokens, which begin both 14-token prompts
+    reqs = [Generation(story + "\n\nQ: who?\nA:", 3, prefix=story),
+            Generation(story + "\n\nQ: what?\nA:", 3, prefix=story)]
+    w = count_work(Fixed(reqs), [None], tokenizer)
+    assert (w.prompt_tokens, w.prefill_tokens) == (28, 9 + 9 + 5)
+    assert w.attn_pairs == 2 * (105 - 15) + 15 + 2 * (2 * 14 + 3)
+    assert w.head_positions == 3 + 3 + 1
+
+
+def test_counts_equal_what_the_engine_forwards(engine_factory, tokenizer):
+    reqs = [Loglikelihood("The cat sat on the", " mat"), Loglikelihood("", "Standalone"),
+            RollingLoglikelihood("Numbers: 3.14159, 2.71828. " * 150)]
+    eng = engine_factory(batch_size=4)
+    eng.run(reqs)
+    w = count_work(Fixed(reqs), [None], tokenizer, window=eng.window)
+    assert eng.stats["tokens_forwarded"] == w.forwarded_tokens
+    assert eng.stats["items_computed"] == w.sequences
+
+
+def test_plan_subcommand(tmp_path, capsys, tokenizer):
+    from gpt2eval.cli import main
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--sizes", "small,xl", "--tasks", "lambada", "--limit", "3", "--tokenizer",
+                 str(TOKENIZER_DIR), "--data-dir", str(DATA), "--peak-tflops", "989,100", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "TOTAL" in text and "989TFLOP/s" in text
+    rows = json.loads(out.read_text())
+    assert [r["size"] for r in rows] == ["small", "xl"]
+    small, xl = rows
+    assert small["examples"] == 3 and small["generations"] == 3   # LAMBADA: the stop-word-filter decode
+    assert small["forwarded_tokens"] == xl["forwarded_tokens"]     # tokens do not depend on the size
+    assert xl["flops"] > 10 * small["flops"]
+    assert small["seconds@100TFLOP/s"] == pytest.approx(small["flops"] / 100e12)
+    # the targets of LAMBADA's first three passages, counted straight from the tokenizer
+    lines = (DATA / "lambada" / "lambada_test.jsonl").read_text().splitlines()[:3]
+    words = [" " + json.loads(line)["text"].rsplit(" ", 1)[1] for line in lines]
+    assert small["scored_tokens"] == sum(len(tokenizer(w)["input_ids"]) for w in words)
+
+
+def test_plan_rejects_unknown_size(capsys):
+    from gpt2eval.cli import main
+    assert main(["plan", "--sizes", "huge", "--tokenizer", str(TOKENIZER_DIR)]) == 2
+    assert "unknown size" in capsys.readouterr().err

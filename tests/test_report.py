@@ -1,0 +1,209 @@
+"""Reports over several runs: the merged grid, tidy and Table 3/4 CSVs, reference sources, plots,
+Markdown and HTML. Run folders are written directly as results.json files shaped like the runner's."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gpt2eval.cli import main
+from gpt2eval.compare import TIDY_COLUMNS, grid, load_references
+from gpt2eval.paths import reference_dir
+from gpt2eval.report import collect, load_runs
+
+from conftest import DATA
+
+LAMBADA_INFO = {
+    "ppl": {"reference": "lambada/ppl", "variant": "exp(mean NLL of the target word)", "higher_is_better": False},
+    "acc": {"reference": "lambada/acc", "variant": "whole word greedy", "higher_is_better": True},
+    "acc_stopword_filter": {"reference": "lambada/acc", "variant": "stop words filtered", "higher_is_better": True},
+}
+PTB_INFO = {"ppl": {"reference": "ptb/ppl", "variant": "per original token", "higher_is_better": False},
+            "bits_per_byte": {"reference": None, "variant": "per byte", "higher_is_better": False}}
+# Our (made-up, plausible) values per size.
+LAMBADA = {"small": {"ppl": 40.0, "acc": 32.5, "acc_stopword_filter": 44.0},
+           "medium": {"ppl": 18.0, "acc": 43.0, "acc_stopword_filter": 54.0},
+           "xl": {"ppl": 10.5, "acc": 51.0, "acc_stopword_filter": 62.0}}
+PTB = {"small": {"ppl": 65.0, "bits_per_byte": 1.2}, "xl": {"ppl": 36.0, "bits_per_byte": 0.95}}
+
+
+def task_block(metrics: dict, info: dict, n: int, n_full: int, path: str) -> dict:
+    return {"metrics": metrics, "metric_info": {m: info[m] for m in metrics}, "n_examples": n, "n_full": n_full,
+            "subset": n < n_full, "protocol": {"windows": "disjoint 1024"},
+            "data": {"kind": "file", "path": f"/data/{path}", "sha256": "ab" * 32, "verified": True},
+            "extra": {}, "wall_s": 1.0, "tokens_per_s": 100.0}
+
+
+def write_run(folder: Path, size: str | None, created: str, tasks: dict, model_id: str | None = None) -> Path:
+    hub = {"small": "openai-community/gpt2", "medium": "openai-community/gpt2-medium",
+           "xl": "openai-community/gpt2-xl"}
+    results = {"schema": 1, "created": created, "git_commit": "0" * 40, "versions": {},
+               "model": {"id": model_id or hub.get(size, "custom"), "size": size, "paper_size": None,
+                         "n_params": 124_439_808, "dtype": "float32", "device": "cpu", "size_from": "--sizes"},
+               "settings": {}, "tasks": tasks}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+@pytest.fixture()
+def runs(tmp_path) -> Path:
+    """A multi-size output (small, medium, xl; no large; no ptb at medium) plus a later rerun of
+    small's lambada in a folder of its own."""
+    out = tmp_path / "multi"
+    for size, lam in LAMBADA.items():
+        tasks = {"lambada": task_block(lam, LAMBADA_INFO, 5153, 5153, "lambada_test.jsonl")}
+        if size in PTB:
+            tasks["ptb"] = task_block(PTB[size], PTB_INFO, 3761, 3761, "ptb.test.txt")
+        write_run(out / size, size, f"2025-01-0{1 + list(LAMBADA).index(size)}T00:00:00+00:00", tasks)
+    rerun = {**LAMBADA["small"], "acc": 33.0}
+    write_run(tmp_path / "rerun", "small", "2025-02-01T00:00:00+00:00",
+              {"lambada": task_block(rerun, LAMBADA_INFO, 100, 5153, "lambada_test.jsonl")})
+    return tmp_path
+
+
+def cell(cells, task, metric, size):
+    return next(c for c in cells if (c["task"], c["metric"], c["size"]) == (task, metric, size))
+
+
+def test_merged_grid_values_missing_cells_and_later_run_wins(runs):
+    records, winner, notes = collect(load_runs([runs / "multi", runs / "rerun"]))
+    cells = grid(records, load_references())
+    c = cell(cells, "lambada", "acc", "small")
+    assert c["ours"]["value"] == 33.0 and c["ours"]["subset"] and c["ours"]["n_examples"] == 100  # the rerun
+    assert c["refs"]["paper"]["value"] == 45.99 and c["refs"]["lm_eval_harness"]["value"] == 32.56
+    assert len(notes) == 1 and "lambada at small" in notes[0] and "rerun" in notes[0]
+    assert winner[("small", "ptb")]["_dir"].endswith("small")  # the rerun has no ptb: the first run's stays
+    assert cell(cells, "lambada", "acc", "large")["ours"] is None                  # a size nobody ran
+    assert cell(cells, "lambada", "acc", "large")["refs"]["paper"]["value"] == 60.12
+    assert cell(cells, "ptb", "ppl", "medium")["ours"] is None                      # a task missing at a size
+    assert cell(cells, "ptb", "bits_per_byte", "small")["refs"] == {}               # no reference at all
+    assert cell(cells, "lambada", "acc_stopword_filter", "xl")["refs"].keys() == {"paper"}
+
+
+def test_compare_prints_table_and_writes_tidy_and_wide_csvs(runs, tmp_path, capsys):
+    tidy, t3, t4 = tmp_path / "tidy.csv", tmp_path / "t3.csv", tmp_path / "t4.csv"
+    assert main(["compare", str(runs / "multi"), "--csv", str(tidy), "--table3-csv", str(t3),
+                 "--table4-csv", str(t4)]) == 0
+    out = capsys.readouterr().out
+    assert "lm_eval_harness" in out and "no run for: large" in out and "45.99" in out
+    df = pd.read_csv(tidy)
+    assert list(df.columns) == TIDY_COLUMNS
+    paper = df[(df.task == "lambada") & (df.metric == "acc") & (df["size"] == "medium") & (df.source == "paper")]
+    assert len(paper) == 1 and paper.value.item() == 55.48 and paper.ours.item() == 43.0
+    assert paper["diff"].item() == pytest.approx(43.0 - 55.48)
+    assert paper.rel_diff_pct.item() == pytest.approx((43.0 - 55.48) / 55.48 * 100)
+    assert paper.paper_params.item() == 345_000_000
+    # large has the paper's row but none of ours; ptb at medium likewise
+    assert set(df[df["size"] == "large"].source) == {"paper"}
+    assert df[(df.task == "ptb") & (df["size"] == "medium")].source.tolist() == ["paper"]
+    harness = df[df.source == "lm_eval_harness"]
+    assert set(zip(harness.task, harness.metric, harness["size"])) == {
+        ("lambada", "ppl", "small"), ("lambada", "acc", "small"), ("lambada", "ppl", "xl"), ("lambada", "acc", "xl")}
+    n_ours = sum(len(v) for v in LAMBADA.values()) + sum(len(v) for v in PTB.values())
+    assert (df.source == "gpt2eval").sum() == n_ours
+
+    wide = pd.read_csv(t3)
+    assert list(wide.columns[:3]) == ["size", "paper_params", "source"]
+    assert "LAMBADA (ACC) [acc]" in wide.columns and "LAMBADA (ACC) [acc_stopword_filter]" in wide.columns
+    assert "PTB (PPL)" in wide.columns and "1BW (PPL)" in wide.columns and "WikiText103 (PPL)" in wide.columns
+    keys = list(zip(wide["size"], wide.source))
+    assert keys == [("small", "gpt2eval"), ("small", "paper"), ("small", "lm_eval_harness"),
+                    ("medium", "gpt2eval"), ("medium", "paper"), ("large", "gpt2eval"), ("large", "paper"),
+                    ("xl", "gpt2eval"), ("xl", "paper"), ("xl", "lm_eval_harness")]
+    row = wide.set_index(["size", "source"])
+    assert row.loc[("xl", "gpt2eval"), "LAMBADA (ACC) [acc_stopword_filter]"] == 62.0
+    assert row.loc[("xl", "paper"), "LAMBADA (ACC) [acc_stopword_filter]"] == 63.24
+    assert row.loc[("xl", "lm_eval_harness"), "LAMBADA (ACC) [acc]"] == 51.21
+    assert pd.isna(row.loc[("xl", "lm_eval_harness"), "LAMBADA (ACC) [acc_stopword_filter]"])
+    assert pd.isna(row.loc[("large", "gpt2eval"), "LAMBADA (PPL)"])
+    assert row.loc[("small", "paper"), "CBT-CN (ACC)"] == 87.65  # a task nobody ran keeps the paper's column
+    assert pd.isna(row.loc[("medium", "gpt2eval"), "PTB (PPL)"])
+
+    table4 = pd.read_csv(t4)
+    assert list(table4.columns) == ["setting", "size", "source", "R-1", "R-2", "R-L", "R-AVG"]
+    assert table4.set_index("setting").loc["GPT-2 TL;DR:", "R-1"] == 29.34
+
+
+def test_table4_places_our_cnn_dailymail_rouge(tmp_path):
+    info = {m: {"reference": f"cnn_dailymail/{m}", "variant": "", "higher_is_better": True}
+            for m in ["tldr_rouge1", "tldr_rouge2", "tldr_rougeL", "tldr_rouge_avg"]}
+    metrics = {"tldr_rouge1": 25.0, "tldr_rouge2": 7.0, "tldr_rougeL": 23.0, "tldr_rouge_avg": 18.3}
+    write_run(tmp_path / "xl", "xl", "2025-01-01T00:00:00+00:00",
+              {"cnn_dailymail": task_block(metrics, info, 250, 11490, "frank.jsonl")})
+    t4 = tmp_path / "t4.csv"
+    assert main(["compare", str(tmp_path / "xl"), "--table4-csv", str(t4)]) == 0
+    df = pd.read_csv(t4).set_index(["setting", "size", "source"])
+    assert df.loc[("GPT-2 TL;DR:", "xl", "gpt2eval"), "R-2"] == 7.0
+    assert df.loc[("GPT-2 TL;DR:", "xl", "paper"), "R-2"] == 8.27
+    assert df.loc[("Lede-3", "xl", "paper"), "R-AVG"] == 31.55
+
+
+def test_a_dropped_in_reference_csv_becomes_a_column(runs, tmp_path, capsys):
+    refdir = tmp_path / "refs"
+    shutil.copytree(reference_dir(), refdir)
+    (refdir / "my_repro.csv").write_text("task,metric,size,value,source,note\n"
+                                         "ptb,ppl,small,66.5,my reproduction,\nptb,ppl,large,41.0,my reproduction,\n")
+    tidy = tmp_path / "tidy.csv"
+    assert main(["compare", str(runs / "multi"), "--csv", str(tidy), "--reference-dir", str(refdir)]) == 0
+    assert "my_repro" in capsys.readouterr().out
+    df = pd.read_csv(tidy)
+    mine = df[df.source == "my_repro"]
+    assert list(zip(mine.metric, mine["size"], mine.value)) == [("ppl", "small", 66.5), ("ppl", "large", 41.0)]
+    assert mine.citation.tolist() == ["my reproduction"] * 2 and mine["diff"].iloc[0] == pytest.approx(65.0 - 66.5)
+    (refdir / "broken.csv").write_text("task,metric,value\nptb,ppl,1\n")
+    assert main(["compare", str(runs / "multi"), "--reference-dir", str(refdir)]) == 2
+    assert "broken.csv" in capsys.readouterr().err
+    (refdir / "broken.csv").write_text("task,metric,size,value,source\nptb,ppl,small,n/a,x\n")
+    assert main(["compare", str(runs / "multi"), "--reference-dir", str(refdir)]) == 2
+    assert "line 2: value 'n/a' is not a number" in capsys.readouterr().err
+
+
+def check_png(path: Path) -> None:
+    import matplotlib.image
+    assert path.stat().st_size > 10_000
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert width >= 400 and height >= 300
+
+
+def test_plots_markdown_and_html(runs, tmp_path):
+    out = tmp_path / "report"
+    assert main(["compare", str(runs / "multi"), str(runs / "rerun"), "--out", str(out)]) == 0
+    pngs = sorted((out / "plots").glob("*.png"))
+    assert [p.name for p in pngs] == sorted(["lambada__ppl.png", "lambada__acc.png", "lambada__acc_stopword_filter.png",
+                                             "ptb__ppl.png", "ptb__bits_per_byte.png"])
+    for p in pngs:
+        check_png(p)
+    md = (out / "report.md").read_text()
+    assert "![lambada · acc](plots/lambada__acc.png)" in md
+    assert "33.00" in md and "100/5153*" in md and "subset" in md          # the rerun wins, flagged as a subset
+    assert "openai-community/gpt2-xl" in md and "lambada_test.jsonl" in md and "ab" * 32 in md
+    assert "## Notes" in md and "replaces" in md
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(pngs) and 'src="plots/' not in html
+    assert "Table 3 layout" in html and "lm-evaluation-harness issue 2159" in html
+    assert {p.name for p in out.iterdir()} == {"plots", "report.md", "report.html", "comparison_tidy.csv",
+                                              "table3.csv", "table4.csv"}
+
+
+def test_compare_rejects_a_folder_without_runs(tmp_path, capsys):
+    assert main(["compare", str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err
+
+
+def test_a_multi_model_run_writes_the_report(tiny_model_dir, tmp_path):
+    from gpt2eval.runner import RunConfig, evaluate
+    from gpt2eval.task import select
+    second = tmp_path / "tiny-b"
+    shutil.copytree(tiny_model_dir, second)
+    out = tmp_path / "run"
+    evaluate(RunConfig(models=[str(tiny_model_dir), str(second)], tasks=select(["lambada"]), output=out,
+                       data_dir=str(DATA), limit=4, batch_size=4, device="cpu", progress=False,
+                       reference_size="small"), log=lambda *a: None)
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    check_png(out / "plots" / "lambada__acc.png")
+    tidy = pd.read_csv(out / "comparison_tidy.csv")
+    assert set(tidy.source) == {"gpt2eval", "paper", "lm_eval_harness"}
