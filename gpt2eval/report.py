@@ -250,11 +250,25 @@ def to_html(doc: list, pngs: dict) -> str:
 
 # ---- writing everything -----------------------------------------------------------------------
 
+def select_metrics(records: list[dict], wanted: str | None) -> list[dict]:
+    """Keep the records named by `wanted` ("ppl,lambada/acc": a metric, or task/metric)."""
+    if not wanted:
+        return records
+    names = [w.strip() for w in wanted.split(",") if w.strip()]
+    known = {r["metric"] for r in records} | {f"{r['task']}/{r['metric']}" for r in records}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UserError(f"unknown metric(s) {', '.join(unknown)} in these runs; available: "
+                        + ", ".join(sorted(n for n in known if "/" in n)))
+    return [r for r in records if r["metric"] in names or f"{r['task']}/{r['metric']}" in names]
+
+
 def write_report(paths: list, *, csv=None, table3_csv=None, table4_csv=None, markdown=None, html=None,
-                 plot=None, reference_dir=None, log=print) -> list[dict]:
+                 plot=None, reference_dir=None, metrics=None, log=print) -> list[dict]:
     """Merge the runs under `paths`, print the table, write what was asked for; returns the cells."""
     refs = load_references(reference_dir)
     records, winner, notes = collect(load_runs(paths))
+    records = select_metrics(records, metrics)
     cells = grid(records, refs)
     sizes = [s for s in dict.fromkeys(c["size"] for c in cells) if any(c["ours"] for c in cells if c["size"] == s)]
     log(text_table(*merged_table(cells, sizes)))
@@ -297,11 +311,12 @@ def add_arguments(p) -> None:
     p.add_argument("--plot", metavar="DIR", help="one PNG per task and metric, against parameter count")
     p.add_argument("--out", metavar="DIR", help="all of the above into DIR: " + ", ".join(DEFAULT_NAMES.values()))
     p.add_argument("--reference-dir", metavar="DIR", help="reference CSVs (default results/reference)")
+    p.add_argument("--metrics", metavar="LIST", help="only these metrics: names or task/metric, comma-separated")
 
 
 def run(args) -> int:
     chosen = {k: getattr(args, k) for k in DEFAULT_NAMES}
     if args.out:
         chosen = {k: v or Path(args.out) / DEFAULT_NAMES[k] for k, v in chosen.items()}
-    write_report(args.runs, reference_dir=args.reference_dir, **chosen)
+    write_report(args.runs, reference_dir=args.reference_dir, metrics=args.metrics, **chosen)
     return 0

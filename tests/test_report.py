@@ -207,3 +207,14 @@ def test_a_multi_model_run_writes_the_report(tiny_model_dir, tmp_path):
     check_png(out / "plots" / "lambada__acc.png")
     tidy = pd.read_csv(out / "comparison_tidy.csv")
     assert set(tidy.source) == {"gpt2eval", "paper", "lm_eval_harness"}
+
+
+def test_metrics_filter_and_unknown_metric(runs, tmp_path, capsys):
+    tidy = tmp_path / "tidy.csv"
+    assert main(["compare", str(runs / "multi"), "--metrics", "lambada/ppl", "--csv", str(tidy)]) == 0
+    df = pd.read_csv(tidy)
+    assert set(zip(df.task, df.metric)) == {("lambada", "ppl")}
+    capsys.readouterr()
+    assert main(["compare", str(runs / "multi"), "--metrics", "lambada/nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown metric(s) lambada/nope" in err[0] and "lambada/ppl" in err[0]
