@@ -1,19 +1,21 @@
 """The command line: `python run_eval.py [run options]`, or a subcommand (make-random-model, ...).
 
 Every user mistake ends as one line on stderr and exit status 2 (1 for other failures, 130 for
-Ctrl-C); --debug shows the traceback instead.
+Ctrl-C or SIGTERM); --debug shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
-from .cache import default_path as default_cache_path
 from . import plan, report
-from .score import add_score_arguments, run_score
+from .cache import default_path as default_cache_path
 from .errors import UserError
 from .model import DTYPES, SIZES
+from .score import add_score_arguments, run_score
+
 
 def positive_int(text: str) -> int:
     try:
@@ -135,7 +137,14 @@ SUBCOMMANDS = {
 }
 
 
+def _terminate(signum, frame):
+    """SIGTERM (a scheduler's kill, `timeout`) takes the Ctrl-C path: cache closed, resume hint."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as the program (not called from Python): SIGTERM behaves like Ctrl-C
+        signal.signal(signal.SIGTERM, _terminate)
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     if debug and argv and argv[0] in SUBCOMMANDS:

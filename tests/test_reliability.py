@@ -134,6 +134,16 @@ def test_kill_then_ctrl_c_then_rerun_is_identical_and_computes_only_the_rest(tin
     assert stats["path"] == str(cache) and stats["hits"] == resumed["items_cached"]
 
 
+def test_sigterm_takes_the_ctrl_c_path(tiny_model_dir, tmp_path, runs):
+    cache = tmp_path / "cache.sqlite"
+    victim = runs.start("terminated", command(tiny_model_dir, tmp_path / "out", "--cache", str(cache)))
+    seen = wait_for_rows(victim, cache, 8)
+    victim.send_signal(signal.SIGTERM)
+    assert victim.wait(timeout=60) == 130
+    assert runs.err("terminated").strip().splitlines()[-1].startswith("interrupted:")
+    assert cached_rows(cache) >= seen and not Path(f"{cache}-wal").exists()
+
+
 def test_two_runs_at_once_share_one_cache(tiny_model_dir, tmp_path, runs):
     cache = tmp_path / "shared.sqlite"
     both = [runs.start(f"run{i}", command(tiny_model_dir, tmp_path / f"run{i}", "--cache", str(cache), limit=100))
