@@ -73,7 +73,7 @@ class Engine:
         self.max_batch: int | None = None  # lowered for the rest of the run by an out-of-memory error
         self.suppress_memo: dict[tuple[str, ...], list[int]] = {}  # generate.suppressed_ids
         self.stats = {"items_computed": 0, "items_cached": 0, "tokens_forwarded": 0, "forward_s": 0.0,
-                      "oom_retries": 0}
+                      "oom_retries": 0, "prefill_tokens": 0}
 
     # ---- public API ------------------------------------------------------------------------
     def run(self, requests: list[Request], desc: str = "") -> list[Result]:

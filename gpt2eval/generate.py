@@ -215,7 +215,6 @@ def _generate_batch(engine, reqs: list[Generation], ctxs: list[list[int]], n_sha
     prompt, laid out as [padding | prefix | padding | rest] with every padding masked and the
     positions counting real tokens only. Either every row shares a prefix or none does."""
     model, device, eot, tok = engine.model, engine.device, engine.eot, engine.tokenizer
-    engine.stats.setdefault("prefill_tokens", 0)  # prompt tokens forwarded; a shared prefix once per batch
     n_shared = n_shared or [0] * len(ctxs)
     if any(n_shared) and not all(n_shared):
         raise ValueError("a batch mixes rows with and without a shared prefix")

@@ -151,4 +151,5 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log) 
             "tokens_per_s": tokens / wall if wall > 0 else None,
             "items_cached": engine.stats["items_cached"] - before["items_cached"],
             "items_computed": engine.stats["items_computed"] - before["items_computed"],
-            "oom_retries": engine.stats["oom_retries"] - before["oom_retries"]}
+            "oom_retries": engine.stats["oom_retries"] - before["oom_retries"],
+            "prefill_tokens": engine.stats["prefill_tokens"] - before["prefill_tokens"]}
