@@ -17,7 +17,7 @@ operating system's figure for that process (wait4 rusage). Definitions, printed 
              time (interpreter start to exit) is shown too
   MFU        useful forward FLOPs (gpt2eval.plan: 2*N*tokens forwarded + causal attention + LM head
              at scored positions only) / evaluation wall time / this machine's torch.mm peak in
-             that dtype, measured at the start of the run. The same useful FLOPs for both harnesses.
+             that dtype, measured just before that run. The same useful FLOPs for both harnesses.
 Writes bench.json and bench.md to --out.
 """
 from __future__ import annotations
@@ -54,29 +54,44 @@ def parse_args(argv=None):
     p.add_argument("--dtypes", default="float32,bfloat16", help="gpt2eval dtypes (float32 is the reference)")
     p.add_argument("--lm-eval-dtypes", default="float32", help="lm-eval dtypes ('' to skip lm-eval)")
     p.add_argument("--batch-size", default="auto", help="gpt2eval --batch-size (default auto)")
-    p.add_argument("--lm-eval-batch-size", default="1", help="lm-eval batch_size (default 1, lm-eval's default)")
+    p.add_argument("--lm-eval-batch-sizes", default="1,16",
+                   help="lm-eval batch_size(s), each a separate run (default 1,16: lm-eval's default, and batched)")
     p.add_argument("--generation", action=argparse.BooleanOptionalAction, default=True,
                    help="also run benchmarks/bench_generation.py (CoQA prefix reuse, batched vs one at a time)")
     p.add_argument("--gen-limit", type=int, default=8, help="TriviaQA / CNN-DM examples for the generation part")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run every configuration R times and keep the fastest (the same for both harnesses)")
     p.add_argument("--device", default="cpu")
     return p.parse_args(argv)
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds all processes have spent busy since boot (/proc/stat; 0 where there is none)."""
+    try:
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def run_child(cmd: list[str], log: Path) -> dict:
-    """Run one process; its exit status, wall time, peak RSS and the load average around it."""
+    """Run one process: its wall time, peak RSS, and how busy other processes kept the machine
+    meanwhile (others_cores: CPU seconds not spent by this process / wall seconds)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    load_before = os.getloadavg()[0]
+    load_before, busy_before = os.getloadavg()[0], busy_cpu_seconds()
     t0 = time.perf_counter()
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
+    others = busy_cpu_seconds() - busy_before - usage.ru_utime - usage.ru_stime
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} failed (exit {proc.returncode}); see {log}:\n"
                          + "".join(log.read_text().splitlines(keepends=True)[-15:]))
     return {"process_s": wall, "peak_rss_bytes": usage.ru_maxrss * 1024,  # Linux reports KiB
-            "load_before": load_before, "load_after": os.getloadavg()[0]}
+            "load_before": load_before, "load_after": os.getloadavg()[0], "others_cores": max(0.0, others / wall)}
 
 
 def workload_requests(name: str, n: int, data_dir: str):
@@ -109,9 +124,10 @@ def count_workload(requests, tokenizer) -> dict:
             "scored_tokens": w.scored_tokens, "sequences": w.sequences}
 
 
-def measure_peaks(dtypes: set[str]) -> dict:
+def measure_peaks(dtypes: set[str], seconds: float = 3.0) -> dict:
+    """Best torch.mm FLOP/s per dtype, over square matrices of 2048 and 4096."""
     from gpt2eval.plan import measure_matmul_peak
-    return {d: max(measure_matmul_peak(d, n) for n in (2048, 4096)) for d in sorted(dtypes)}
+    return {d: max(measure_matmul_peak(d, n, seconds / 2) for n in (2048, 4096)) for d in sorted(dtypes)}
 
 
 def main(argv=None) -> int:
@@ -126,28 +142,38 @@ def main(argv=None) -> int:
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     ours = [d for d in args.dtypes.split(",") if d]
     theirs = [d for d in args.lm_eval_dtypes.split(",") if d]
-    print(f"load average at start: {os.getloadavg()}; measuring torch.mm peaks ...", flush=True)
+    load_at_start = os.getloadavg()
+    print(f"load average at start: {load_at_start}; measuring torch.mm peaks ...", flush=True)
     peaks = measure_peaks(set(ours) | set(theirs))
     print("peak matmul: " + ", ".join(f"{d} {p / 1e9:.0f} GFLOP/s" for d, p in peaks.items()), flush=True)
-    runs = []
+    configs = []
     for wl in workloads:
         n = args.lambada_n if wl == "lambada" else args.wikitext_k
         counts = count_workload(workload_requests(wl, n, args.data_dir), tokenizer)
-        plan = [("lm_eval", d, args.lm_eval_batch_size) for d in theirs] + \
-               [("gpt2eval", d, args.batch_size) for d in ours]
-        for harness, dtype, bs in plan:
-            tag = f"{wl}-{harness}-{dtype}"
+        configs += [(wl, n, counts, "lm_eval", d, bs) for d in theirs for bs in args.lm_eval_batch_sizes.split(",") if bs]
+        configs += [(wl, n, counts, "gpt2eval", d, args.batch_size) for d in ours]
+    tries: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
+    for rep in range(args.repeat):  # round after round, so that a drift in machine speed hits every run alike
+        for i, (wl, n, counts, harness, dtype, bs) in enumerate(configs):
+            tag = f"{wl}-{harness}-{dtype}-bs{bs}"
             res_file = out / "logs" / f"{tag}.json"
             cmd = [sys.executable, str(HERE / "worker.py"), harness, wl, "--model-dir", args.model_dir,
                    "--data-dir", args.data_dir, "--n", str(n), "--dtype", dtype, "--device", args.device,
                    "--batch-size", str(bs), "--out", str(res_file)]
-            print(f"running {tag} ...", flush=True)
+            print(f"running {tag} (round {rep + 1}/{args.repeat}) ...", flush=True)
+            peak = measure_peaks({dtype}, seconds=1.5)[dtype]  # the machine's speed drifts: measured next to the run
             proc = run_child(cmd, out / "logs" / f"{tag}.log")
-            run = {**json.loads(res_file.read_text()), **proc, **counts}
+            run = {**json.loads(res_file.read_text()), **proc, **counts, "peak_flops": peak}
             run["tokens_per_s"] = counts["tokens"] / run["eval_s"]
-            run["mfu"] = counts["flops_small"] / run["eval_s"] / peaks[dtype]
-            runs.append(run)
+            run["mfu"] = counts["flops_small"] / run["eval_s"] / peak
+            tries[i].append(run)
             print("  " + report.one_line(run), flush=True)
+    runs = []
+    for i in range(len(configs)):
+        run = dict(min(tries[i], key=lambda r: r["eval_s"]))  # the fastest try of each configuration
+        run["eval_s_all"] = [r["eval_s"] for r in tries[i]]
+        run["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in tries[i])
+        runs.append(run)
     generation = None
     if args.generation:
         gen_file = out / "logs" / "generation.json"
@@ -158,7 +184,7 @@ def main(argv=None) -> int:
         proc = run_child(cmd, out / "logs" / "generation.log")
         generation = {**json.loads(gen_file.read_text()), **proc}
     summary = {"machine": report.machine(), "peaks_flops": peaks, "settings": vars(args), "runs": runs,
-               "generation": generation, "load_at_end": os.getloadavg()}
+               "generation": generation, "load_at_start": load_at_start, "load_at_end": os.getloadavg()}
     (out / "bench.json").write_text(json.dumps(summary, indent=1))
     text = report.render(summary)
     (out / "bench.md").write_text(text)
