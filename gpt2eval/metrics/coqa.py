@@ -24,8 +24,9 @@ import json
 import re
 import string
 import warnings
-from collections import Counter
 from pathlib import Path
+
+from . import token_f1
 
 IN_DOMAIN = ("mctest", "gutenberg", "race", "cnn", "wikipedia")
 OUT_DOMAIN = ("reddit", "science")
@@ -73,12 +74,7 @@ def f1(gold: str, pred: str) -> float:
     pred_toks = normalize_answer(pred).split()
     if not gold_toks or not pred_toks:
         return float(gold_toks == pred_toks)
-    num_same = sum((Counter(gold_toks) & Counter(pred_toks)).values())
-    if num_same == 0:
-        return 0.0
-    precision = num_same / len(pred_toks)
-    recall = num_same / len(gold_toks)
-    return 2 * precision * recall / (precision + recall)
+    return token_f1(pred_toks, gold_toks)
 
 
 def score_turn(golds: list[str], pred: str) -> tuple[float, float]:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import re
 import string
-from collections import Counter
+
+from . import token_f1
 
 _PUNCTUATION = frozenset(string.punctuation + "\u2018\u2019\u00b4`")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -46,12 +47,7 @@ def f1(prediction: str, ground_truth: str) -> float:
     """Token-multiset F1 of the normalized strings; 0 when nothing is shared."""
     pred_toks = normalize_answer(prediction).split()
     gold_toks = normalize_answer(ground_truth).split()
-    num_same = sum((Counter(pred_toks) & Counter(gold_toks)).values())
-    if num_same == 0:
-        return 0.0
-    precision = num_same / len(pred_toks)
-    recall = num_same / len(gold_toks)
-    return 2 * precision * recall / (precision + recall)
+    return token_f1(pred_toks, gold_toks)
 
 
 def best_exact_match(prediction: str, aliases: list[str]) -> float:
