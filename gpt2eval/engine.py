@@ -24,6 +24,7 @@ HEAD_CHUNK = 2048  # positions per LM-head block (GPU)
 CPU_HEAD_CHUNK = 512  # positions per LM-head block on CPU, with VOCAB_BLOCK: in cache, faster (measured)
 VOCAB_BLOCK = 8192  # vocabulary entries per LM-head block (the logits are never [positions, vocab] at once)
 CPU_SCORING_BUDGET = 1024  # padded tokens per CPU scoring batch: activations stay in cache (measured)
+CPU_GENERATION_BUDGET = 8192  # CPU generation: more rows per step, but a key/value cache that still fits (measured)
 
 
 @dataclass(frozen=True)
@@ -265,14 +266,17 @@ class Engine:
 
     def token_budget(self, scoring: bool = False) -> int:
         """Tokens per padded batch for --batch-size auto: from free device memory on CUDA. On CPU,
-        scoring batches of about one window keep the activations in cache (measured), while
-        generation gains from many rows sharing each read of the weights in its one-token steps."""
+        scoring batches of about one window keep the activations in cache, while generation gains
+        from rows sharing each read of the weights in its one-token steps, up to where the growing
+        key/value cache costs more (both measured on 2 cores; benchmarks/)."""
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             cfg = self.model.config
             per_token = 16 * cfg.hidden_size * (cfg.num_hidden_layers // 8 + 4) * self.model.dtype.itemsize
             return int(max(self.window, min(256 * 1024, 0.4 * free / per_token)))
-        return CPU_SCORING_BUDGET if scoring and self.device.type == "cpu" else 16 * 1024
+        if self.device.type == "cpu":
+            return CPU_SCORING_BUDGET if scoring else CPU_GENERATION_BUDGET
+        return 16 * 1024
 
     @torch.inference_mode()
     def _score_batch(self, items: list[ScoreItem]) -> list[tuple[list[float], list[bool]]]:
