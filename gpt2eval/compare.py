@@ -69,14 +69,8 @@ def comparison_rows(results: dict, refs: list[dict]) -> list[dict]:
 
 
 def write_csv(path: str | Path, rows: list[dict]) -> None:
-    import io as _io
-
-    from .io import write_atomic
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(path, buf.getvalue())
+    """A run's comparison.csv, with the fixed COLUMNS."""
+    write_rows(path, rows, COLUMNS)
 
 
 def _fmt(v) -> str:

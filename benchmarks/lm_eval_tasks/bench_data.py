@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from functools import lru_cache
 from pathlib import Path
 
