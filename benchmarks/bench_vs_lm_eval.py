@@ -17,7 +17,12 @@ operating system's figure for that process (wait4 rusage). Definitions, printed 
              time (interpreter start to exit) is shown too
   MFU        useful forward FLOPs (gpt2eval.plan: 2*N*tokens forwarded + causal attention + LM head
              at scored positions only) / evaluation wall time / this machine's torch.mm peak in
-             that dtype, measured just before that run. The same useful FLOPs for both harnesses.
+             that dtype: the best of the measurements at the start and just before each run, so
+             a slow moment of the machine cannot flatter a run. The same FLOPs for both harnesses.
+  ceiling    FLOP/s of the model's own matmul shapes alone (its four per-layer weight shapes and
+             an LM-head block, 1024 rows), as a share of the peak: the MFU of a forward pass that
+             spent no time outside its matmuls. The real forward also runs attention, GELU,
+             layer norms and the log-softmax, so its MFU is lower.
 Writes bench.json and bench.md to --out.
 """
 from __future__ import annotations
@@ -62,6 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=1,
                    help="run every configuration R times and keep the fastest (the same for both harnesses)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--peak-seconds", type=float, default=3.0,
+                   help="seconds of torch.mm for the peak measured at the start (half that before each run)")
     return p.parse_args(argv)
 
 
@@ -107,7 +114,13 @@ def workload_requests(name: str, n: int, data_dir: str):
     return [RollingLoglikelihood(bench_data.wikitext_detokenizer({"page": p})) for p in pages]
 
 
-def count_workload(requests, tokenizer) -> dict:
+def model_shape(model_dir: str) -> tuple[int, int]:
+    """(n_layer, n_embd) of the benchmarked model: the FLOPs are counted for its real shape."""
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    return cfg["n_layer"], cfg["n_embd"]
+
+
+def count_workload(requests, tokenizer, shape: tuple[int, int]) -> dict:
     from gpt2eval.plan import count_work
 
     class Fixed:
@@ -120,7 +133,7 @@ def count_workload(requests, tokenizer) -> dict:
     tokens = sum(enc(r.text) if hasattr(r, "text") else enc(r.context.rstrip(" ")) + enc(
         r.context[len(r.context.rstrip(" ")):] + r.continuation) for r in requests)
     w = count_work(Fixed(), [None], tokenizer)
-    return {"tokens": tokens, "flops_small": w.flops(12, 768), "forwarded_tokens": w.forwarded_tokens,
+    return {"tokens": tokens, "flops": w.flops(*shape), "forwarded_tokens": w.forwarded_tokens,
             "scored_tokens": w.scored_tokens, "sequences": w.sequences}
 
 
@@ -128,6 +141,25 @@ def measure_peaks(dtypes: set[str], seconds: float = 3.0) -> dict:
     """Best torch.mm FLOP/s per dtype, over square matrices of 2048 and 4096."""
     from gpt2eval.plan import measure_matmul_peak
     return {d: max(measure_matmul_peak(d, n, seconds / 2) for n in (2048, 4096)) for d in sorted(dtypes)}
+
+
+def measure_gemm_ceiling(shape: tuple[int, int], dtype: str, seconds: float = 3.0, rows: int = 1024) -> float:
+    """FLOP/s of the model's own matmul shapes at `rows` tokens, run back to back (best pass): per
+    layer qkv, attention output, MLP in and MLP out, plus one 2048-entry LM-head block."""
+    import torch
+
+    from gpt2eval.model import DTYPES
+    _, d = shape
+    kinds = [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d), (d, 2048)]
+    mats = [(torch.randn(rows, k, dtype=DTYPES[dtype]), torch.randn(k, n, dtype=DTYPES[dtype])) for k, n in kinds]
+    flops = sum(2 * rows * k * n for k, n in kinds)
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        for a, b in mats:
+            torch.mm(a, b)
+        best = max(best, flops / (time.perf_counter() - t))
+    return best
 
 
 def main(argv=None) -> int:
@@ -139,17 +171,20 @@ def main(argv=None) -> int:
         print(f"writing the random GPT-2 small model to {args.model_dir}", flush=True)
         make_random_model(args.model_dir, args.tokenizer, size="small", seed=0)
     tokenizer = load_tokenizer(args.model_dir)
+    shape = model_shape(args.model_dir)
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     ours = [d for d in args.dtypes.split(",") if d]
     theirs = [d for d in args.lm_eval_dtypes.split(",") if d]
     load_at_start = os.getloadavg()
     print(f"load average at start: {load_at_start}; measuring torch.mm peaks ...", flush=True)
-    peaks = measure_peaks(set(ours) | set(theirs))
-    print("peak matmul: " + ", ".join(f"{d} {p / 1e9:.0f} GFLOP/s" for d, p in peaks.items()), flush=True)
+    peaks = measure_peaks(set(ours) | set(theirs), args.peak_seconds)
+    ceilings = {d: measure_gemm_ceiling(shape, d, args.peak_seconds / 2) for d in peaks}
+    print("peak matmul: " + ", ".join(f"{d} {p / 1e9:.0f} GFLOP/s" for d, p in peaks.items())
+          + "; the model's own matmuls: " + ", ".join(f"{d} {c / 1e9:.0f}" for d, c in ceilings.items()), flush=True)
     configs = []
     for wl in workloads:
         n = args.lambada_n if wl == "lambada" else args.wikitext_k
-        counts = count_workload(workload_requests(wl, n, args.data_dir), tokenizer)
+        counts = count_workload(workload_requests(wl, n, args.data_dir), tokenizer, shape)
         configs += [(wl, n, counts, "lm_eval", d, bs) for d in theirs for bs in args.lm_eval_batch_sizes.split(",") if bs]
         configs += [(wl, n, counts, "gpt2eval", d, args.batch_size) for d in ours]
     tries: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
@@ -161,11 +196,12 @@ def main(argv=None) -> int:
                    "--data-dir", args.data_dir, "--n", str(n), "--dtype", dtype, "--device", args.device,
                    "--batch-size", str(bs), "--out", str(res_file)]
             print(f"running {tag} (round {rep + 1}/{args.repeat}) ...", flush=True)
-            peak = measure_peaks({dtype}, seconds=1.5)[dtype]  # the machine's speed drifts: measured next to the run
+            peak = measure_peaks({dtype}, args.peak_seconds / 2)[dtype]  # the machine's speed drifts
+            peaks[dtype] = max(peaks[dtype], peak)
             proc = run_child(cmd, out / "logs" / f"{tag}.log")
-            run = {**json.loads(res_file.read_text()), **proc, **counts, "peak_flops": peak}
+            run = {**json.loads(res_file.read_text()), **proc, **counts, "peak_flops_before": peak}
             run["tokens_per_s"] = counts["tokens"] / run["eval_s"]
-            run["mfu"] = counts["flops_small"] / run["eval_s"] / peak
+            run["mfu"] = counts["flops"] / run["eval_s"] / peaks[dtype]  # provisional: the best peak so far
             tries[i].append(run)
             print("  " + report.one_line(run), flush=True)
     runs = []
@@ -173,6 +209,8 @@ def main(argv=None) -> int:
         run = dict(min(tries[i], key=lambda r: r["eval_s"]))  # the fastest try of each configuration
         run["eval_s_all"] = [r["eval_s"] for r in tries[i]]
         run["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in tries[i])
+        run["peak_flops"] = peaks[run["dtype"]]  # the best of every peak measured in this run
+        run["mfu"] = run["flops"] / run["eval_s"] / run["peak_flops"]
         runs.append(run)
     generation = None
     if args.generation:
@@ -183,7 +221,8 @@ def main(argv=None) -> int:
         print("running the generation measurements ...", flush=True)
         proc = run_child(cmd, out / "logs" / "generation.log")
         generation = {**json.loads(gen_file.read_text()), **proc}
-    summary = {"machine": report.machine(), "peaks_flops": peaks, "settings": vars(args), "runs": runs,
+    summary = {"machine": report.machine(), "peaks_flops": peaks, "gemm_ceiling_flops": ceilings,
+               "model_shape": shape, "settings": vars(args), "runs": runs,
                "generation": generation, "load_at_start": load_at_start, "load_at_end": os.getloadavg()}
     (out / "bench.json").write_text(json.dumps(summary, indent=1))
     text = report.render(summary)

@@ -72,8 +72,12 @@ def _bar_row(wl: str, ours: dict, theirs: dict) -> str:
 
 def render(s: dict) -> str:
     runs, m = s["runs"], s["machine"]
+    ceilings = s.get("gemm_ceiling_flops", {})
     out = [f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads). "
-           "Peak torch.mm: " + ", ".join(f"{d} {p / 1e9:.0f} GFLOP/s" for d, p in s["peaks_flops"].items()) + ".",
+           "Peak torch.mm (best in the run): " + ", ".join(f"{d} {p / 1e9:.0f} GFLOP/s" for d, p in s["peaks_flops"].items())
+           + ". The model's own matmul shapes: " + ", ".join(
+               f"{d} {c / 1e9:.0f} GFLOP/s ({c / s['peaks_flops'][d]:.0%} of peak: the MFU ceiling)"
+               for d, c in ceilings.items()) + ".",
            "", "| workload | harness | dtype | tokens | eval s | process s | tokens/s | peak RSS GiB | MFU (peak GFLOP/s) "
            "| metrics | other load (cores) |", "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in runs:
@@ -115,11 +119,12 @@ def render(s: dict) -> str:
 DEFINITIONS = """Definitions. tokens: GPT-2 tokens of the requests' text, counted once for both harnesses
 (LAMBADA: context + target word; WikiText: the de-tokenized article). tokens/s: tokens / eval s, where
 eval s runs from the loaded model to the computed metrics (process s adds interpreter start and model
-load); with --repeat, the fastest try is kept and every try is listed. MFU: useful forward FLOPs / eval s / peak, the same FLOPs for both harnesses: 2 x 85,056,000
-non-embedding parameters x tokens forwarded + 4 x d x n_layer x causal (query, key) pairs + 2 x d x 50257
-x positions that need a log-probability (gpt2eval.plan.forward_flops); peak: the best torch.mm of
-2048^2 and 4096^2 matrices in that dtype, measured just before each run (the machine's speed drifts;
-the peak above is the one measured at the start). Peak RSS: the process's
+load); with --repeat, the fastest try is kept and every try is listed. MFU: useful forward FLOPs /
+eval s / peak, the same FLOPs for both harnesses: 2 x non-embedding parameters x tokens forwarded
++ 4 x d x n_layer x causal (query, key) pairs + 2 x d x 50257 x positions that need a log-probability
+(gpt2eval.plan.forward_flops); peak: the best torch.mm of 2048^2 and 4096^2 matrices in that dtype
+over every measurement of the run (at the start and before each run). MFU ceiling: the FLOP/s of
+the model's own matmul shapes alone over that peak. Peak RSS: the process's
 maximum resident set (wait4 rusage). With a random model every LAMBADA target misses (acc 0), so the
 accuracy decisions cannot change; the per-document log-likelihood deviation is the informative number."""
 

@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from gpt2eval.engine import Engine, ScoreItem, rolling_windows
+from gpt2eval.engine import Engine, ScoreItem, rolling_windows, target_logprobs
 from gpt2eval.requests import Loglikelihood, RollingLoglikelihood
 
 EOT = 50256
@@ -139,3 +139,25 @@ def test_half_precision_logsoftmax_in_float32(tiny_model_dir, tokenizer):
         logits = model(torch.tensor([tokenizer("The cat sat on the")["input_ids"]])).logits[0, -1].float()
     expected = torch.log_softmax(logits, -1)[tokenizer(" mat")["input_ids"][0]].item()
     assert res.logprob == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("rows,cols", [(1024, 2048), (512, 8192), (7, 1000), (300, 5003)])
+def test_blocked_lm_head_equals_full_log_softmax(rows, cols):
+    """Any block shape (the CPU and GPU ones, and sizes that do not divide the vocabulary) gives
+    log_softmax's log-probability and argmax's greedy flag, ties going to the lower id as argmax."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 5003, bias=False)
+    with torch.no_grad():
+        head.weight[4000] = head.weight[17]  # a tie across blocks: the lower id (17) is the argmax
+    hidden = torch.randn(300, 16) * 3
+    hidden[0] = head.weight[17].detach() * 10  # row 0's argmax is that tie
+    logits = hidden @ head.weight.detach().T
+    targets = torch.randint(0, 5003, (300,))
+    targets[1] = logits[1].argmax()  # at least one greedy target besides the tie
+    targets[0] = 4000  # equal to the top logit, but not argmax's choice
+    with torch.inference_mode():
+        lp, greedy = target_logprobs(head, hidden, targets, rows, cols)
+    expected = torch.log_softmax(logits, -1).gather(1, targets[:, None]).squeeze(1)
+    assert torch.allclose(lp, expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(greedy, logits.argmax(-1) == targets)
+    assert greedy[1] and not greedy[0]
