@@ -189,7 +189,8 @@ def main(argv=None) -> int:
         configs += [(wl, n, counts, "gpt2eval", d, args.batch_size) for d in ours]
     tries: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
     for rep in range(args.repeat):  # round after round, so that a drift in machine speed hits every run alike
-        for i, (wl, n, counts, harness, dtype, bs) in enumerate(configs):
+        order = list(enumerate(configs))  # odd rounds backwards: no run always follows the same neighbour
+        for i, (wl, n, counts, harness, dtype, bs) in (order if rep % 2 == 0 else order[::-1]):
             tag = f"{wl}-{harness}-{dtype}-bs{bs}"
             res_file = out / "logs" / f"{tag}.json"
             cmd = [sys.executable, str(HERE / "worker.py"), harness, wl, "--model-dir", args.model_dir,

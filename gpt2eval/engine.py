@@ -23,8 +23,8 @@ from .requests import (Generation, Loglikelihood, LoglikelihoodResult, Request, 
 HEAD_CHUNK = 2048  # positions per LM-head block (GPU)
 VOCAB_BLOCK = 8192  # vocabulary entries per LM-head block (the logits are never [positions, vocab] at once)
 # CPU, 2 cores, GPT-2 small (measured): 1,024 positions x 2,048 entries (8 MB of logits) scores a
-# 1,024-token window's head in 250 ms against 310 ms for 512 x 8,192; a few positions (LAMBADA's
-# targets) go faster with wide blocks, fewer passes over their short rows.
+# 1,024-token window's head in 480 ms against 580 ms with 8,192 entries; under 128 positions
+# (LAMBADA's targets) wide blocks are as fast or faster, with fewer passes over their short rows.
 CPU_HEAD_CHUNK, CPU_VOCAB_BLOCK, CPU_NARROW_BELOW = 1024, 2048, 128
 CPU_SCORING_BUDGET = 1024  # padded tokens per CPU scoring batch: activations stay in cache (measured)
 CPU_GENERATION_BUDGET = 8192  # CPU generation: more rows per step, but a key/value cache that still fits (measured)
@@ -110,28 +110,37 @@ def gpt2_hidden_states(model, ids: torch.Tensor) -> torch.Tensor:
 def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int, cols: int = VOCAB_BLOCK):
     """log p(target) in float32, and whether the target is the argmax, from the LM head applied at
     `hidden` [n, d] only. The logits are made `rows` x `cols` at a time (a slice of the head's
-    weight stays in cache) and folded into a running max, argmax and sum of exp(logit - max):
-    log p = x_target - max - log(sum(exp(x - max))), as log_softmax computes it."""
+    weight stays in cache) and folded into a running max and sum of exp(logit - max):
+    log p = x_target - max - log(sum(exp(x - max))), as log_softmax computes it.
+
+    The greedy flag needs no argmax over every block (on CPU a max with indices costs about ten
+    times a plain max): the full row's argmax, ties going to the lower id, is the target exactly
+    when the first block to reach the row's maximum is the target's own block and the target is
+    the first maximum inside it. So each row gets one argmax, over its own block only."""
     weight, bias = head.weight, getattr(head, "bias", None)  # [vocab, d]; GPT-2's head has no bias
     logprobs, greedy = [], []
     for s in range(0, len(targets), rows):
         x, tgt = hidden[s:s + rows], targets[s:s + rows]
         best = torch.full(tgt.shape, float("-inf"), device=x.device)
-        argmax, total, chosen = torch.zeros_like(tgt), torch.zeros_like(best), torch.zeros_like(best)
+        total, chosen = torch.zeros_like(best), torch.zeros_like(best)
+        first_top_block = torch.zeros_like(tgt)  # start of the first block that reached the running max
+        own_argmax = torch.zeros_like(tgt)  # argmax inside the target's own block
         for v0 in range(0, weight.shape[0], cols):
             logits = torch.nn.functional.linear(x, weight[v0:v0 + cols],
                                                 None if bias is None else bias[v0:v0 + cols]).float()
-            top, where = logits.max(dim=-1)
-            inside = (tgt >= v0) & (tgt < v0 + logits.shape[1])
-            picked = logits.gather(1, (tgt - v0).clamp(0, logits.shape[1] - 1)[:, None]).squeeze(1)
-            chosen = torch.where(inside, picked, chosen)
+            top = logits.amax(dim=-1)
+            own = ((tgt >= v0) & (tgt < v0 + logits.shape[1])).nonzero().squeeze(1)
+            if len(own):
+                own_logits = logits[own]
+                chosen[own] = own_logits.gather(1, (tgt[own] - v0)[:, None]).squeeze(1)
+                own_argmax[own] = own_logits.argmax(dim=-1) + v0
+            first_top_block = torch.where(top > best, v0, first_top_block)  # a tie keeps the earlier block
             block_total = logits.sub_(top[:, None]).exp_().sum(-1)  # in place: one buffer per block
             new_best = torch.maximum(best, top)
             total = total * (best - new_best).exp() + block_total * (top - new_best).exp()
-            argmax = torch.where(top > best, where + v0, argmax)  # ties keep the lower id, as argmax does
             best = new_best
         logprobs.append(chosen - best - total.log())
-        greedy.append(argmax == tgt)
+        greedy.append((first_top_block == tgt - tgt % cols) & (own_argmax == tgt))
     return torch.cat(logprobs), torch.cat(greedy)
 
 
@@ -300,9 +309,12 @@ class Engine:
         else:
             hidden = self.model.base_model(input_ids=ids, use_cache=False).last_hidden_state
         picked = hidden[torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device)]
+        if self.device.type == "cpu":
+            block = CPU_HEAD_CHUNK, CPU_VOCAB_BLOCK if len(targets) >= CPU_NARROW_BELOW else VOCAB_BLOCK
+        else:
+            block = HEAD_CHUNK, VOCAB_BLOCK
         lp, greedy = target_logprobs(self.model.get_output_embeddings(), picked,  # the LM head only where needed
-                                     torch.tensor(targets, device=self.device),
-                                     CPU_HEAD_CHUNK if self.device.type == "cpu" else HEAD_CHUNK)
+                                     torch.tensor(targets, device=self.device), *block)
         lp_all, g_all = lp.cpu().tolist(), greedy.cpu().tolist()
         self.stats["forward_s"] += time.perf_counter() - t0
         self.stats["tokens_forwarded"] += sum(len(it.input_ids) for it in items)

@@ -150,14 +150,15 @@ def test_blocked_lm_head_equals_full_log_softmax(rows, cols):
     with torch.no_grad():
         head.weight[4000] = head.weight[17]  # a tie across blocks: the lower id (17) is the argmax
     hidden = torch.randn(300, 16) * 3
-    hidden[0] = head.weight[17].detach() * 10  # row 0's argmax is that tie
+    hidden[0] = hidden[2] = head.weight[17].detach() * 10  # rows 0 and 2: their argmax is that tie
     logits = hidden @ head.weight.detach().T
     targets = torch.randint(0, 5003, (300,))
     targets[1] = logits[1].argmax()  # at least one greedy target besides the tie
     targets[0] = 4000  # equal to the top logit, but not argmax's choice
+    targets[2] = 17  # the tie's lower id: argmax's choice
     with torch.inference_mode():
         lp, greedy = target_logprobs(head, hidden, targets, rows, cols)
     expected = torch.log_softmax(logits, -1).gather(1, targets[:, None]).squeeze(1)
     assert torch.allclose(lp, expected, rtol=1e-5, atol=1e-5)
     assert torch.equal(greedy, logits.argmax(-1) == targets)
-    assert greedy[1] and not greedy[0]
+    assert greedy[1] and greedy[2] and not greedy[0]
