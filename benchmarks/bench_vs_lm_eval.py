@@ -17,8 +17,12 @@ operating system's figure for that process (wait4 rusage). Definitions, printed 
              time (interpreter start to exit) is shown too
   MFU        useful forward FLOPs (gpt2eval.plan: 2*N*tokens forwarded + causal attention + LM head
              at scored positions only) / evaluation wall time / this machine's torch.mm peak in
-             that dtype: the best of the measurements at the start and just before each run, so
-             a slow moment of the machine cannot flatter a run. The same FLOPs for both harnesses.
+             that dtype: the best of the measurements at the start and just before and after each
+             run, so a slow moment of the machine cannot flatter a run. The same FLOPs for both
+             harnesses. A virtual machine's speed drifts by 10-20% over minutes, so the best peak of
+             a long benchmark is higher than the speed at which any one run could have gone; "MFU
+             around" divides by the mean of the two peaks measured just before and just after the
+             run instead. Both are printed.
   ceiling    FLOP/s of the model's own matmul shapes alone (its four per-layer weight shapes and
              an LM-head block, 1024 rows), as a share of the peak: the MFU of a forward pass that
              spent no time outside its matmuls. The real forward also runs attention, GELU,
@@ -200,9 +204,13 @@ def main(argv=None) -> int:
             peak = measure_peaks({dtype}, args.peak_seconds / 2)[dtype]  # the machine's speed drifts
             peaks[dtype] = max(peaks[dtype], peak)
             proc = run_child(cmd, out / "logs" / f"{tag}.log")
-            run = {**json.loads(res_file.read_text()), **proc, **counts, "peak_flops_before": peak}
+            after = measure_peaks({dtype}, args.peak_seconds / 2)[dtype]
+            peaks[dtype] = max(peaks[dtype], after)
+            run = {**json.loads(res_file.read_text()), **proc, **counts, "peak_flops_before": peak,
+                   "peak_flops_after": after}
             run["tokens_per_s"] = counts["tokens"] / run["eval_s"]
             run["mfu"] = counts["flops"] / run["eval_s"] / peaks[dtype]  # provisional: the best peak so far
+            run["mfu_around"] = counts["flops"] / run["eval_s"] / ((peak + after) / 2)
             tries[i].append(run)
             print("  " + report.one_line(run), flush=True)
     runs = []

@@ -36,7 +36,9 @@ def test_benchmark_runs_and_harnesses_agree(tiny_model_dir, tmp_path):
             if name in ours["metrics"]:
                 assert abs(ours["metrics"][name] - value) <= 1e-4 * abs(value), (workload, name)
         assert ours["decisions"] == theirs["decisions"]
-        assert 0 < ours["mfu"] and ours["peak_flops"] >= ours["peak_flops_before"] > 0
+        assert 0 < ours["mfu"] and ours["peak_flops"] >= max(ours["peak_flops_before"], ours["peak_flops_after"]) > 0
+        around = ours["flops"] / ours["eval_s"] / ((ours["peak_flops_before"] + ours["peak_flops_after"]) / 2)
+        assert ours["mfu_around"] == around >= ours["mfu"]  # the best peak is never below the two around a run
     assert "word_perplexity" in runs["wikitext", "gpt2eval", "float32"]["metrics"]
     assert {"perplexity", "acc"} <= set(runs["lambada", "lm_eval", "float32"]["metrics"])
     gen = summary["generation"]["rows"]
@@ -44,3 +46,16 @@ def test_benchmark_runs_and_harnesses_agree(tiny_model_dir, tmp_path):
     assert all(row["same_outputs"] for row in gen)
     text = (out / "bench.md").read_text()
     assert "gpt2eval float32 against lm-eval float32" in text and "the MFU ceiling" in text
+
+
+def test_forward_profile_splits_a_window(tiny_model_dir):
+    """benchmarks/profile_forward.py: one full window, its time split by kind of work; the shares
+    cover the whole profiled time, and the matmuls and the attention are found by name."""
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "profile_forward.py"), "--model-dir",
+                           str(tiny_model_dir), "--repeat", "1"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in proc.stdout.splitlines()
+            if line.startswith("| ") and line.rstrip().endswith("% |")}
+    assert {"matmul", "attention"} <= set(rows)
+    assert abs(sum(int(v.rstrip("%")) for v in rows.values()) - 100) <= len(rows)  # rounded shares
+    assert "every position scored" in proc.stdout and "matmuls alone" in proc.stdout
