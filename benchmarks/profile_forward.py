@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE))  # for bench_vs_lm_eval's peak measurement
 
 KINDS = {  # profiler op name -> kind of work; anything else is "other"
     "aten::addmm": "matmul", "aten::addmm_": "matmul", "aten::mm": "matmul", "aten::bmm": "matmul",
@@ -46,7 +46,8 @@ def main(argv=None) -> int:
 
     from gpt2eval.engine import Engine, ScoreItem
     from gpt2eval.model import load, make_random_model
-    from gpt2eval.plan import causal_pairs, forward_flops, measure_matmul_peak
+    from bench_vs_lm_eval import measure_peaks
+    from gpt2eval.plan import causal_pairs, forward_flops
     if not (Path(args.model_dir) / "config.json").exists():
         make_random_model(args.model_dir, args.tokenizer, size="small", seed=0)
     lm = load(args.model_dir, device="cpu", dtype=args.dtype)
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
             spent[KINDS.get(ev.key, "other")] += ev.self_cpu_time_total / 1e6
         for k, v in spent.items():
             kinds[k].append(v)
-    peak = max(measure_matmul_peak(args.dtype, n, 1.0) for n in (2048, 4096))
+    peak = measure_peaks({args.dtype}, 2.0)[args.dtype]  # the benchmark's own peak: best of 2048^2 and 4096^2
     n, d, layers, vocab = cfg.n_positions, cfg.n_embd, cfg.n_layer, cfg.vocab_size
     flops = forward_flops(layers, d, n, causal_pairs(n), n, vocab)
     matmul_flops = flops - 4 * d * layers * causal_pairs(n)  # all but attention's score and value products
