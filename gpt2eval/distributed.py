@@ -1,0 +1,391 @@
+"""Data parallelism under torchrun: N workers share one evaluation, and the results do not depend on N.
+
+`torchrun --nproc-per-node N run_eval.py ...` starts N copies of the same command (torchrun sets
+RANK, WORLD_SIZE, LOCAL_RANK). Every worker loads the data and the model and encodes every request,
+so all of them form the same batch list: batching never looks at the world size, and it reads only
+the main cache file, which nobody writes while the workers run. Then:
+  - the batches are dealt round-robin over the whole run, and each worker computes only its own. A
+    run of generation batches that continue one shared prefix goes to one worker, so the prefix is
+    forwarded once and from the same state as in one process;
+  - each worker stores its answers in its own SQLite file in the run's exchange folder, beside the
+    cache (`<cache>.workers/<run>/rank<k>.sqlite`): one writer per file;
+  - rank 0 alone reads the others' files, by key and by polling, scores every task and writes every
+    output. The other workers never wait for anyone: after their share of a task they go on to the
+    next one. At the end rank 0 copies every worker's answers into the main cache, so a rerun with
+    any number of workers (or one plain process) resumes from them.
+
+torch.distributed serves only the start: the process group (gloo, also for GPU workers: no tensor
+is ever exchanged), the exchange folder's name from rank 0, the least free GPU memory (so every
+worker batches under the same budget) and one barrier after rank 0 has merged earlier runs'
+leftovers. No collective ever waits on a worker that computes.
+
+Each worker keeps a status file, rank<k>.json: pid, host, per-task counts, and running / done /
+failed (with its one-line error) / interrupted. A killed worker writes nothing; rank 0 names it when
+it finds its process gone while waiting for its answers, or when torchrun stops the run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from .errors import UserError
+from .io import write_json
+
+KILL_ENV = "GPT2EVAL_TEST_KILL"  # "RANK:N": that worker SIGKILLs itself after storing N batches (tests only)
+INIT_TIMEOUT = timedelta(hours=2)  # the start barrier waits for rank 0's merge of a large cache
+STOP_WAIT_S = 5.0  # after a stop: how long rank 0 waits for the others to say why
+TERMINAL = ("done", "failed", "interrupted")
+
+
+class WorkerFailed(UserError):
+    """A worker failed or died; the message names its rank and how to resume (the CLI prints one line)."""
+
+
+class ShareDone(Exception):
+    """Raised on a worker other than rank 0 once it has computed its share of an engine call."""
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _resume_hint() -> str:
+    return "finished batches are in the result cache; run the same command again (with any number of workers) to resume"
+
+
+class Workers:
+    """This process's place among the workers, and the exchange folder they share."""
+
+    def __init__(self, rank: int, world: int, local_rank: int, folder: Path, free_memory: int | None):
+        self.rank, self.world, self.local_rank, self.folder = rank, world, local_rank, folder
+        self.free_memory = free_memory  # least free CUDA memory over all workers at the start, bytes
+        self.turn = -1  # index of the current batch in the run-wide round-robin
+        self.status = {"rank": rank, "pid": os.getpid(), "host": socket.gethostname(), "status": "running",
+                       "error": None, "tasks": {}}
+        self.files: list = []  # this worker's open rank files
+        self.readers: dict[int, sqlite3.Connection] = {}
+        self.stored_batches = 0
+        self.kill_after = _kill_after(rank)
+
+    # ---- devices and the engine's hooks ----------------------------------------------------
+    def device(self, asked: str) -> str:
+        """One GPU per worker: cuda:LOCAL_RANK; other devices as asked."""
+        import torch
+        if asked in ("auto", "cuda") and torch.cuda.is_available():
+            torch.cuda.set_device(self.local_rank)
+            return f"cuda:{self.local_rank}"
+        return "cpu" if asked == "auto" else asked
+
+    def attach(self, engine, fingerprint: str) -> None:
+        """Make the engine compute only this worker's batches and store them in this worker's file."""
+        from .cache import ResultCache
+        rank_file = ResultCache(self.folder / f"rank{self.rank}.sqlite")
+        rank_file.conn.execute("PRAGMA journal_mode = DELETE")  # one writer, read from other hosts: no WAL
+        self.files.append(rank_file)
+        engine.cache = WorkerCache(self, engine.cache, rank_file.for_model(fingerprint))
+        engine.scheduler.share = Share(self, fingerprint)
+        if self.free_memory is not None and engine.device.type == "cuda":
+            weights = sum(p.numel() * p.element_size() for p in engine.model.parameters())
+            engine.scheduler.free_memory = max(0, self.free_memory - weights)
+
+    # ---- status files ----------------------------------------------------------------------
+    def status_path(self, rank: int) -> Path:
+        return self.folder / f"rank{rank}.json"
+
+    def write_status(self, **changes) -> None:
+        self.status.update(changes, updated=time.time())
+        write_json(self.status_path(self.rank), self.status)
+
+    def read_status(self, rank: int) -> dict:
+        try:
+            return json.loads(self.status_path(rank).read_text())
+        except (OSError, ValueError):  # not written yet (or being replaced): no news
+            return {"rank": rank, "status": "unknown", "tasks": {}}
+
+    def record(self, task_key: str, counts: dict) -> None:
+        """A worker's counts for one task, read by rank 0 for results.json."""
+        self.write_status(tasks={**self.status["tasks"], task_key: counts})
+
+    def others(self) -> range:
+        return range(1, self.world)
+
+    def check(self, ranks) -> None:
+        """Raise WorkerFailed if one of these workers failed, was stopped or died."""
+        for r in ranks:
+            s = self.read_status(r)
+            if s["status"] == "failed":
+                raise WorkerFailed(f"worker rank {r} failed: {s.get('error')}; {_resume_hint()}")
+            if s["status"] == "interrupted":
+                raise WorkerFailed(f"worker rank {r} was interrupted; {_resume_hint()}")
+            if s["status"] == "running" and s.get("host") == socket.gethostname() and not _alive(s.get("pid")):
+                raise WorkerFailed(f"worker rank {r} (pid {s.get('pid')}) died without a word (killed, or out of "
+                                   f"memory); {_resume_hint()}")
+
+    def counts_by_worker(self, task_key: str, own: dict) -> list[dict]:
+        """Rank 0: every worker's counts for this task (each writes them when its share is done)."""
+        out, delay = {0: own}, 0.02
+        while len(out) < self.world:
+            for r in self.others():
+                if r not in out and task_key in (t := self.read_status(r)["tasks"]):
+                    out[r] = t[task_key]
+            if len(out) < self.world:
+                self.check(r for r in self.others() if r not in out)
+                time.sleep(delay)
+                delay = min(1.0, 2 * delay)
+        return [out[r] for r in range(self.world)]
+
+    # ---- answers of the others -------------------------------------------------------------
+    def answers(self, keys: list[str], fingerprint: str) -> dict:
+        """Rank 0: the answers to these keys from the other workers' files, waiting until all are there."""
+        from .cache import ModelCache
+        missing, found, delay = set(keys), {}, 0.02
+        while True:
+            for r in self.others():
+                conn = self._reader(r)
+                if conn is not None and missing:
+                    got = ModelCache(_File(conn, self.folder / f"rank{r}.sqlite"), fingerprint).get_many(sorted(missing))
+                    found.update(got)
+                    missing.difference_update(got)
+            if not missing:
+                return found
+            self.check(self.others())
+            if all(self.read_status(r)["status"] == "done" for r in self.others()):
+                raise WorkerFailed(f"every worker is done but {len(missing)} answers are missing: the workers formed "
+                                   "different batches (did a cache file change during the run?); "
+                                   + _resume_hint())
+            time.sleep(delay)
+            delay = min(1.0, 2 * delay)
+
+    def _reader(self, rank: int) -> sqlite3.Connection | None:
+        if rank not in self.readers:
+            path = self.folder / f"rank{rank}.sqlite"
+            if not path.exists():
+                return None
+            try:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+                conn.execute("SELECT 1 FROM results LIMIT 1")
+            except sqlite3.Error:  # created but not set up yet
+                return None
+            self.readers[rank] = conn
+        return self.readers[rank]
+
+    # ---- the end ---------------------------------------------------------------------------
+    def finish(self, cache) -> None:
+        """Rank 0: wait for every worker to be done, then keep their answers in the main cache."""
+        delay = 0.02
+        while not all(self.read_status(r)["status"] == "done" for r in self.others()):
+            self.check(self.others())
+            time.sleep(delay)
+            delay = min(1.0, 2 * delay)
+
+    def close(self, cache, log) -> None:
+        for conn in self.readers.values():
+            conn.close()
+        for f in self.files:
+            f.close()
+        self.readers, self.files = {}, []
+        if self.rank == 0:
+            if cache is not None:
+                merge_folder(cache, self.folder)
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def diagnose(self) -> str | None:
+        """Rank 0, stopped by a signal: why? A failed or silent worker (torchrun stops all when one
+        dies), else None (an ordinary Ctrl-C or kill of the whole run)."""
+        deadline = time.monotonic() + STOP_WAIT_S
+        while time.monotonic() < deadline:
+            states = {r: self.read_status(r) for r in self.others()}
+            if all(s["status"] in TERMINAL for s in states.values()):
+                break
+            time.sleep(0.1)
+        for r, s in states.items():
+            if s["status"] == "failed":
+                return f"worker rank {r} failed: {s.get('error')}; {_resume_hint()}"
+        silent = [r for r, s in states.items() if s["status"] not in TERMINAL]
+        if silent:
+            return (f"worker rank {', '.join(map(str, silent))} died without a word (killed, or out of memory), and "
+                    f"the run was stopped; {_resume_hint()}")
+        return None
+
+
+class _File:
+    """What cache.ModelCache needs of a file: a connection and a path (here read-only)."""
+
+    def __init__(self, conn, path):
+        self.conn, self.path = conn, path
+
+
+class Share:
+    """The scheduler's view of the workers for one model."""
+
+    def __init__(self, workers: Workers, fingerprint: str):
+        self.workers, self.fingerprint = workers, fingerprint
+
+    def mine(self, continues: bool = False) -> bool:
+        """Is the next batch this worker's? `continues`: it reuses the previous batch's shared
+        prefix, so it goes to the same worker."""
+        w = self.workers
+        if not continues or w.turn < 0:
+            w.turn += 1
+        return w.turn % w.world == w.rank
+
+    def collect(self, keys: list[str]) -> dict:
+        """The answers computed by the other workers: rank 0 waits for them; the others stop."""
+        if not keys:
+            return {}
+        if self.workers.rank != 0:
+            raise ShareDone
+        return self.workers.answers(keys, self.fingerprint)
+
+
+class WorkerCache:
+    """Reads the main cache (nobody writes it during the run), writes this worker's own file."""
+
+    def __init__(self, workers: Workers, main, own):
+        self.workers, self.main, self.own = workers, main, own
+        self.stats = main.stats if main is not None else own.stats
+
+    def get_many(self, keys: list[str]) -> dict:
+        return self.main.get_many(keys) if self.main is not None else {}
+
+    def put_many(self, results: dict) -> None:
+        self.own.put_many(results)
+        if self.main is not None:
+            self.main.stats["writes"] += len(results)
+        w = self.workers
+        w.stored_batches += 1
+        if w.kill_after is not None and w.stored_batches >= w.kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # the fault tests/test_distributed.py injects
+
+
+def _kill_after(rank: int) -> int | None:
+    spec = os.environ.get(KILL_ENV, "")
+    if spec and int(spec.split(":")[0]) == rank:
+        return int(spec.split(":")[1])
+    return None
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---- start, and the exchange folders --------------------------------------------------------
+def exchange_root(cache_path: Path | None, output: Path) -> Path:
+    """Beside the cache (`<cache>.workers/`), or in the output folder when there is no cache."""
+    if cache_path is not None:
+        return cache_path.parent / (cache_path.name + ".workers")
+    return Path(output) / ".workers"
+
+
+def start(cache, output: Path, log) -> Workers | None:
+    """One process: merge earlier runs' leftovers into the cache and return None. Under torchrun
+    with WORLD_SIZE > 1: set up this worker (see the module docstring) and return it."""
+    root = exchange_root(cache.path if cache is not None else None, output)
+    if world_size() <= 1:
+        if cache is not None:
+            merge_leftovers(cache, root, None, log)
+        return None
+    import torch
+    import torch.distributed as dist
+    rank, world, local_rank = int(os.environ["RANK"]), world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+    dist.init_process_group("gloo", timeout=INIT_TIMEOUT)
+    try:
+        name = [datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8] if rank == 0 else None]
+        dist.broadcast_object_list(name, src=0)
+        folder = root / name[0]
+        if rank == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+            if cache is not None:
+                merge_leftovers(cache, root, folder, log)
+        free = torch.tensor([-1], dtype=torch.int64)
+        if torch.cuda.is_available():
+            free[0] = torch.cuda.mem_get_info(local_rank)[0]
+        dist.all_reduce(free, op=dist.ReduceOp.MIN)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()  # nothing collective happens after the start
+    workers = Workers(rank, world, local_rank, folder, int(free[0]) if free[0] >= 0 else None)
+    workers.write_status()
+    return workers
+
+
+@contextmanager
+def guarded(workers: Workers | None, cache, log):
+    """Around the whole run: status files, rank 0's wait and merge at the end, and one clear line
+    naming the rank when a worker fails or dies."""
+    if workers is None:
+        yield
+        return
+    try:
+        yield
+        if workers.rank == 0:
+            workers.finish(cache)
+        workers.write_status(status="done")
+    except KeyboardInterrupt:
+        reason = workers.diagnose() if workers.rank == 0 else None
+        workers.write_status(status="interrupted")
+        if reason:
+            raise WorkerFailed(reason) from None
+        if workers.rank != 0:
+            raise SystemExit(130) from None  # quietly: rank 0 says what to do
+        raise
+    except WorkerFailed:
+        workers.write_status(status="failed", error="stopped: another worker failed")
+        raise
+    except BaseException as e:
+        workers.write_status(status="failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise
+    finally:
+        workers.close(cache, log)
+
+
+def merge_folder(cache, folder: Path) -> int:
+    """Copy every answer in the folder's rank files into the main cache, in one transaction each."""
+    n = 0
+    for path in sorted(folder.glob("rank*.sqlite")):
+        conn = cache.conn
+        try:
+            conn.execute("ATTACH DATABASE ? AS worker", (str(path),))
+        except sqlite3.Error:
+            continue  # never set up: nothing in it
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                n += conn.execute("INSERT OR REPLACE INTO main.results SELECT * FROM worker.results").rowcount
+            except sqlite3.Error:
+                pass  # an empty or unfinished file: nothing to keep
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            conn.execute("DETACH DATABASE worker")
+    return n
+
+
+def merge_leftovers(cache, root: Path, keep: Path | None, log) -> None:
+    """Answers left by a run whose rank 0 could not merge them (it was killed): into the cache.
+    A folder is removed once none of its workers can still be writing to it."""
+    if not root.is_dir():
+        return
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p != keep):
+        n = merge_folder(cache, folder)
+        if n:
+            log(f"kept {n} answers of the interrupted run {folder.name} in the result cache")
+        states = [json.loads(p.read_text()) for p in folder.glob("rank*.json") if p.stat().st_size]
+        if all(s.get("status") in TERMINAL or (s.get("host") == socket.gethostname() and not _alive(s.get("pid")))
+               for s in states):
+            shutil.rmtree(folder, ignore_errors=True)
