@@ -81,6 +81,9 @@ class Workers:
         """One GPU per worker: cuda:LOCAL_RANK; other devices as asked."""
         import torch
         if asked in ("auto", "cuda") and torch.cuda.is_available():
+            if self.local_rank >= torch.cuda.device_count():
+                raise UserError(f"worker local rank {self.local_rank} has no GPU: this node has "
+                                f"{torch.cuda.device_count()}; start at most that many (--nproc-per-node)")
             torch.cuda.set_device(self.local_rank)
             return f"cuda:{self.local_rank}"
         return "cpu" if asked == "auto" else asked
@@ -115,6 +118,11 @@ class Workers:
         """A worker's counts for one task, read by rank 0 for results.json."""
         self.write_status(tasks={**self.status["tasks"], task_key: counts})
 
+    @staticmethod
+    def gone(status: dict) -> bool:
+        """Its process is known to have ended (it ran on this host)."""
+        return status.get("host") == socket.gethostname() and not _alive(status.get("pid"))
+
     def others(self) -> range:
         return range(1, self.world)
 
@@ -126,7 +134,7 @@ class Workers:
                 raise WorkerFailed(f"worker rank {r} failed: {s.get('error')}; {_resume_hint()}")
             if s["status"] == "interrupted":
                 raise WorkerFailed(f"worker rank {r} was interrupted; {_resume_hint()}")
-            if s["status"] == "running" and s.get("host") == socket.gethostname() and not _alive(s.get("pid")):
+            if s["status"] == "running" and self.gone(s):
                 raise WorkerFailed(f"worker rank {r} (pid {s.get('pid')}) died without a word (killed, or out of "
                                    f"memory); {_resume_hint()}")
 
@@ -198,13 +206,13 @@ class Workers:
                 merge_folder(cache, self.folder)
             shutil.rmtree(self.folder, ignore_errors=True)
 
-    def diagnose(self) -> str | None:
-        """Rank 0, stopped by a signal: why? A failed or silent worker (torchrun stops all when one
-        dies), else None (an ordinary Ctrl-C or kill of the whole run)."""
+    def diagnose(self, ranks) -> str | None:
+        """Stopped by a signal: why? A failed or silent worker among `ranks` (torchrun stops all
+        when one dies), else None (an ordinary Ctrl-C or kill of the whole run)."""
         deadline = time.monotonic() + STOP_WAIT_S
-        while time.monotonic() < deadline:
-            states = {r: self.read_status(r) for r in self.others()}
-            if all(s["status"] in TERMINAL for s in states.values()):
+        while True:
+            states = {r: self.read_status(r) for r in ranks}
+            if all(s["status"] in TERMINAL or self.gone(s) for s in states.values()) or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         for r, s in states.items():
@@ -337,7 +345,9 @@ def guarded(workers: Workers | None, cache, log):
             workers.finish(cache)
         workers.write_status(status="done")
     except KeyboardInterrupt:
-        reason = workers.diagnose() if workers.rank == 0 else None
+        # Rank 0 speaks for the run; rank 1 only when rank 0 is the one that died.
+        reason = (workers.diagnose(workers.others()) if workers.rank == 0 else
+                  workers.diagnose([0]) if workers.rank == 1 else None)
         workers.write_status(status="interrupted")
         if reason:
             raise WorkerFailed(reason) from None
@@ -386,6 +396,5 @@ def merge_leftovers(cache, root: Path, keep: Path | None, log) -> None:
         if n:
             log(f"kept {n} answers of the interrupted run {folder.name} in the result cache")
         states = [json.loads(p.read_text()) for p in folder.glob("rank*.json") if p.stat().st_size]
-        if all(s.get("status") in TERMINAL or (s.get("host") == socket.gethostname() and not _alive(s.get("pid")))
-               for s in states):
+        if all(s.get("status") in TERMINAL or Workers.gone(s) for s in states):
             shutil.rmtree(folder, ignore_errors=True)

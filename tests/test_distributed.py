@@ -1,0 +1,155 @@
+"""Data parallelism under torchrun (gloo, CPU): two workers give what one process gives, bit for bit;
+a killed worker makes the run fail with one line naming its rank, and the rerun resumes to the same
+numbers; the work is shared, never done twice.
+
+The process tests run the real CLI under `python -m torch.distributed.run` on the tiny random model:
+a log-likelihood task (lambada, with its stop-word decode), a rolling one (ptb) and a sampled
+generation task (cnn_dailymail, top-k 2), 6 examples each.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, REPO
+from gpt2eval import distributed
+from gpt2eval.cache import ResultCache
+from gpt2eval.distributed import Share, WorkerFailed, Workers
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+       "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+ENV.pop(distributed.KILL_ENV, None)
+TASKS = "lambada,ptb,cnn_dailymail"
+
+
+def run(model_dir, folder: Path, workers: int, kill: str | None = None) -> subprocess.CompletedProcess:
+    """The CLI on `workers` processes (1: a plain process, not torchrun), output in folder/out,
+    cache in folder/cache.sqlite."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={workers}",
+                "--monitor-interval=0.1"] if workers > 1 else [sys.executable]
+    cmd = [*launcher, str(REPO / "run_eval.py"), "--model", str(model_dir), "--reference-size", "small",
+           "--tasks", TASKS, "--limit", "6", "--data-dir", str(DATA), "--no-progress",
+           "--output", str(folder / "out"), "--cache", str(folder / "cache.sqlite")]
+    env = {**ENV, distributed.KILL_ENV: kill} if kill else ENV
+    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    """Every file a run writes except results.json (it holds timings): comparison, samples, predictions."""
+    out = folder / "out"
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != "results.json"}
+
+
+def results(folder: Path) -> dict:
+    return json.loads((folder / "out" / "results.json").read_text())
+
+
+def cache_rows(folder: Path) -> dict:
+    with sqlite3.connect(folder / "cache.sqlite") as conn:
+        return dict(conn.execute("SELECT key, value FROM results"))
+
+
+@pytest.fixture(scope="module")
+def one_process(tiny_model_dir, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("one-process")
+    done = run(tiny_model_dir, folder, 1)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder
+
+
+def test_two_workers_give_what_one_process_gives_and_share_the_work(tiny_model_dir, one_process, tmp_path):
+    done = run(tiny_model_dir, tmp_path, 2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "comparison.csv" in outputs(tmp_path)
+    assert outputs(tmp_path) == outputs(one_process)  # comparison.csv, samples, predictions: bit for bit
+    one, two = results(one_process), results(tmp_path)
+    assert (one["workers"], two["workers"]) == (1, 2)
+    for name in TASKS.split(","):
+        by_worker = two["tasks"][name]["items_computed_by_worker"]
+        assert len(by_worker) == 2
+        assert sum(by_worker) == two["tasks"][name]["items_computed"] == one["tasks"][name]["items_computed"] > 0
+        assert one["tasks"][name]["items_computed_by_worker"] == [one["tasks"][name]["items_computed"]]
+    assert all(sum(two["tasks"][t]["items_computed_by_worker"][r] for t in two["tasks"]) > 0 for r in (0, 1))
+    # Both workers' answers end up in the main cache, the same answers one process stored; the
+    # exchange folder is gone.
+    assert cache_rows(tmp_path) == cache_rows(one_process)
+    assert not any((tmp_path / "cache.sqlite.workers").iterdir())
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def test_killed_workers_fail_naming_their_rank_and_a_rerun_with_other_n_resumes(tiny_model_dir, one_process,
+                                                                                  tmp_path):
+    # Rank 0 is SIGKILLed after its first batch: rank 1 names it, and nobody merges the answers.
+    failed = run(tiny_model_dir, tmp_path, 2, kill="0:1")
+    assert failed.returncode != 0
+    assert len(error_lines(failed.stderr)) == 1, failed.stderr[-3000:]
+    assert "worker rank 0 died" in error_lines(failed.stderr)[0]
+    assert len(list((tmp_path / "cache.sqlite.workers").iterdir())) == 1  # its exchange folder is left
+
+    # The rerun keeps them; then rank 1 is SIGKILLed after its first batch, and rank 0 names it.
+    failed = run(tiny_model_dir, tmp_path, 2, kill="1:1")
+    assert failed.returncode != 0
+    assert "of the interrupted run" in failed.stdout
+    assert len(error_lines(failed.stderr)) == 1, failed.stderr[-3000:]
+    assert "worker rank 1 died" in error_lines(failed.stderr)[0]
+    assert "run the same command again" in error_lines(failed.stderr)[0]
+    kept = len(cache_rows(tmp_path))
+    assert 0 < kept < len(cache_rows(one_process))  # what the workers finished was kept, not everything
+    assert not any((tmp_path / "cache.sqlite.workers").iterdir())
+
+    again = run(tiny_model_dir, tmp_path, 1)  # another number of workers: one plain process
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert outputs(tmp_path) == outputs(one_process)
+    tasks = results(tmp_path)["tasks"].values()
+    assert sum(t["items_cached"] for t in tasks) > 0
+    assert sum(t["items_computed"] for t in tasks) == len(cache_rows(one_process)) - kept
+    assert cache_rows(tmp_path) == cache_rows(one_process)
+
+
+# ---- the pieces, in one process -------------------------------------------------------------
+def workers(tmp_path: Path, rank: int, world: int) -> Workers:
+    w = Workers(rank, world, rank, tmp_path, None)
+    w.write_status()
+    return w
+
+
+def test_batches_are_dealt_round_robin_and_a_continued_prefix_stays_with_its_worker(tmp_path):
+    deals = {}
+    for rank in range(3):
+        share = Share(workers(tmp_path / str(rank), rank, 3), "model")
+        #                 0      1     2(cont.)  3     4(cont.) 5(cont.) 6
+        deals[rank] = [share.mine(c) for c in (False, False, True, False, True, True, False)]
+    owner = [next(r for r in range(3) if deals[r][b]) for b in range(7)]
+    assert all(sum(deals[r][b] for r in range(3)) == 1 for b in range(7))  # every batch exactly once
+    assert owner == [0, 1, 1, 2, 2, 2, 0]
+
+
+def test_rank_0_reads_the_others_answers_and_names_a_failed_worker(tmp_path):
+    zero, one = workers(tmp_path, 0, 2), workers(tmp_path, 1, 2)
+    own = ResultCache(tmp_path / "rank1.sqlite")
+    own.for_model("model").put_many({"a": [1.5], "b": [2.5]})
+    assert Share(zero, "model").collect(["a", "b"]) == {"a": [1.5], "b": [2.5]}
+    with pytest.raises(distributed.ShareDone):
+        Share(one, "model").collect(["a"])
+    one.write_status(status="failed", error="out of memory on cuda:1 with a batch of one")
+    with pytest.raises(WorkerFailed, match="worker rank 1 failed: out of memory on cuda:1"):
+        zero.answers(["c"], "model")  # never written: rank 0 must not wait forever
+    own.close()
+
+
+def test_a_worker_whose_process_is_gone_is_named(tmp_path):
+    zero, one = workers(tmp_path, 0, 2), workers(tmp_path, 1, 2)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    one.write_status(pid=int(dead.stdout))
+    with pytest.raises(WorkerFailed, match=r"worker rank 1 \(pid \d+\) died"):
+        zero.counts_by_worker("0/lambada", {"items_computed": 1, "tokens_forwarded": 1})
