@@ -153,3 +153,20 @@ def test_a_worker_whose_process_is_gone_is_named(tmp_path):
     one.write_status(pid=int(dead.stdout))
     with pytest.raises(WorkerFailed, match=r"worker rank 1 \(pid \d+\) died"):
         zero.counts_by_worker("0/lambada", {"items_computed": 1, "tokens_forwarded": 1})
+
+
+def test_plan_takes_the_number_of_workers(tmp_path, capsys):
+    from conftest import TOKENIZER_DIR
+    from gpt2eval.cli import main
+    rows = {}
+    for n in (1, 4):
+        out = tmp_path / f"plan{n}.json"
+        assert main(["plan", "--sizes", "small", "--tasks", "lambada", "--limit", "3", "--tokenizer",
+                     str(TOKENIZER_DIR), "--data-dir", str(DATA), "--peak-tflops", "100", "--workers", str(n),
+                     "--json", str(out)]) == 0
+        rows[n] = json.loads(out.read_text())[0]
+    assert "on each of 4 workers" in capsys.readouterr().out
+    assert rows[4]["flops"] == rows[1]["flops"]  # the same work, shared
+    assert rows[4]["seconds@100TFLOP/s"] == pytest.approx(rows[1]["seconds@100TFLOP/s"] / 4)
+    assert main(["plan", "--workers", "0", "--tokenizer", str(TOKENIZER_DIR)]) == 2
+    assert "--workers must be a positive integer" in capsys.readouterr().err
