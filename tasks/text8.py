@@ -33,7 +33,7 @@ class Text8(CharLevelTask):
     def pieces(self, split):
         bad = split.translate(None, b"abcdefghijklmnopqrstuvwxyz ")
         if bad:
-            raise DataError(f"the test split has {len(bad):,} bytes other than a-z and space "
-                            f"(first {bad[:1]!r} at byte {split.index(bad[:1])} of the split); re-download the upstream file")
+            raise DataError(f"the test split has {len(bad):,} bytes other than a-z and space (first {bad[:1]!r} "
+                            f"at byte {split.index(bad[:1])} of the split); re-download the upstream file")
         text = split.decode("ascii")
         return [(text[i:i + BLOCK], len(text[i:i + BLOCK])) for i in range(0, len(text), BLOCK)]

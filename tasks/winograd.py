@@ -25,7 +25,8 @@ from gpt2eval.data import Dataset, read_jsonl
 from gpt2eval.errors import DataError
 from gpt2eval.task import Metric, Scored, Task
 
-JSONL, XML, HUB = "winograd/llmfoundry_winograd_wsc.jsonl", "winograd/WSCollection.xml", "ErnestSDavis/winograd_wsc"
+JSONL, XML = "winograd/llmfoundry_winograd_wsc.jsonl", "winograd/WSCollection.xml"
+HUB, PARQUET = "ErnestSDavis/winograd_wsc", "refs/convert/parquet"
 POSSESSIVE = {"his", "her", "its", "their"}
 
 
@@ -60,7 +61,8 @@ def from_xml(path) -> list[dict]:
                 raise ValueError("two answers")
             gold = "AB".index(s.find("correctAnswer").text.strip().rstrip(".")[:1])
         except (AttributeError, ValueError):
-            raise DataError(f"{path}, schema {n}: needs text/txt1, pron, txt2, two answers and correctAnswer A or B") from None
+            raise DataError(f"{path}, schema {n}: needs text/txt1, pron, txt2, two answers and correctAnswer "
+                            "A or B") from None
         rows.append({"context_options": [substitute(t1, pron, a) for a in answers], "continuation": t2, "gold": gold})
     return rows
 
@@ -82,19 +84,27 @@ class Winograd(Task):
                 "join": "one space unless the rest starts with punctuation", "ties": "first candidate"}
 
     def load(self, data):
-        path = data.find(JSONL)
+        path, xml = data.find(JSONL), data.find(XML)
         if path:
             rows, source = read_jsonl(path, ("context_options", "continuation", "gold")), data.file_source(path, JSONL)
             for n, r in enumerate(rows, 1):
                 if len(r["context_options"]) != 2 or r["gold"] not in (0, 1) or not r["continuation"].strip():
                     raise DataError(f"{path}, line {n}: needs two context_options, a continuation and gold 0 or 1")
-        elif data.find(XML):
-            rows, source = from_xml(data.find(XML)), data.file_source(data.find(XML), XML)
+        elif xml:
+            rows, source = from_xml(xml), data.file_source(xml, XML)
         else:
-            hub = data.hub(HUB, "wsc273", "test", revision="refs/convert/parquet")
-            rows, source = from_hub(hub), {**data.hub_source(HUB, "wsc273", "test", hub), "revision": "refs/convert/parquet"}
+            rows, source = self.hub_rows(data)
         source["substitutions"] = "llm-foundry (hand-made)" if path else "gpt2eval rules"
         return Dataset([self.questions(r) for r in rows], n_full=273, source=source)
+
+    @staticmethod
+    def hub_rows(data):
+        try:
+            hub = data.hub(HUB, "wsc273", "test", revision=PARQUET)
+        except DataError as e:
+            raise DataError(f"{e} (its main branch is a loading script, which datasets 4 no longer runs, so its "
+                            f"parquet export {PARQUET} was asked for)") from None
+        return from_hub(hub), {**data.hub_source(HUB, "wsc273", "test", hub), "revision": PARQUET}
 
     @staticmethod
     def questions(row) -> tuple[mc.Question, mc.Question]:

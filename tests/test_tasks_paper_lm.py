@@ -240,7 +240,8 @@ def test_the_three_tasks_run_with_their_files_in_place(tmp_path, cache, monkeypa
     tasks = json.loads((out / "results.json").read_text())["tasks"]
     assert tasks["enwik8"]["subset"] and tasks["enwik8"]["n_examples"] == 2
     assert tasks["text8"]["n_full"] == 500 and tasks["1bw"]["n_full"] == 4
-    assert set(tasks["enwik8"]["metrics"]) == {"bits_per_byte", "token_ppl"} and "bits_per_char" in tasks["text8"]["metrics"]
+    assert set(tasks["enwik8"]["metrics"]) == {"bits_per_byte", "token_ppl"}
+    assert tasks["text8"]["metric_info"]["bits_per_char"]["reference"] == "text8/bits_per_char"
     assert tasks["1bw"]["metric_info"]["ppl"]["reference"] == "1bw/ppl"
     rows = (out / "samples/1bw.jsonl").read_text().splitlines()
     assert len(rows) == 2 and json.loads(rows[0])["original_tokens"] == len(SENTENCES[0].split()) + 1

@@ -125,8 +125,9 @@ def test_winograd_data_and_both_scorings():
     ds = t.load(DataSource(DATA))
     assert len(ds.examples) == ds.n_full == 273 and ds.source["verified"]
     partial, full = ds.examples[2]
-    assert partial.options == (("The trophy doesn't fit into the brown suitcase because the trophy", " is too large."),
-                               ("The trophy doesn't fit into the brown suitcase because the suitcase", " is too large."))
+    beginning = "The trophy doesn't fit into the brown suitcase because"
+    assert partial.options == ((beginning + " the trophy", " is too large."),
+                               (beginning + " the suitcase", " is too large."))
     assert full.options[1] == ("", "The trophy doesn't fit into the brown suitcase because the suitcase is too large.")
     assert partial.gold == full.gold == 0
     reqs = t.requests(ds.examples[:2])
@@ -165,4 +166,11 @@ def test_winograd_malformed_jsonl(tmp_path, monkeypatch):
         task("winograd").load(DataSource(tmp_path))   # the file is pinned: any change is caught first
     monkeypatch.delitem(KNOWN_SHA256, "winograd/llmfoundry_winograd_wsc.jsonl")
     with pytest.raises(DataError, match=r"llmfoundry_winograd_wsc.jsonl, line 5: needs two context_options"):
+        task("winograd").load(DataSource(tmp_path))
+
+
+def test_hub_fallbacks_offline_say_what_to_do(tmp_path):
+    with pytest.raises(DataError, match=r"cannot load cam-cst/cbt \(CN, validation\).*--data-dir"):
+        task("cbt_cn").load(DataSource(tmp_path))
+    with pytest.raises(DataError, match=r"ErnestSDavis/winograd_wsc \(wsc273, test\).*loading script.*refs/convert/parquet"):
         task("winograd").load(DataSource(tmp_path))
