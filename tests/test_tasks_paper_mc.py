@@ -172,5 +172,6 @@ def test_winograd_malformed_jsonl(tmp_path, monkeypatch):
 def test_hub_fallbacks_offline_say_what_to_do(tmp_path):
     with pytest.raises(DataError, match=r"cannot load cam-cst/cbt \(CN, validation\).*--data-dir"):
         task("cbt_cn").load(DataSource(tmp_path))
-    with pytest.raises(DataError, match=r"ErnestSDavis/winograd_wsc \(wsc273, test\).*loading script.*refs/convert/parquet"):
+    hub = r"ErnestSDavis/winograd_wsc \(wsc273, test\).*loading script.*refs/convert/parquet"
+    with pytest.raises(DataError, match=hub):
         task("winograd").load(DataSource(tmp_path))
