@@ -97,22 +97,24 @@ def obtain(remote: Remote, data_dir: Path | None) -> tuple[Path, dict]:
 
 def download(remote: Remote, dest: Path) -> dict:
     """Download, verify, rename into place; returns the provenance record of `dest`."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    print(f"downloading {remote.url} ({remote.size / 1e6:,.0f} MB) to {dest}", file=sys.stderr)
     try:
-        with urllib.request.urlopen(remote.url, timeout=60) as response, open(part, "wb") as f:
-            for block in iter(lambda: response.read(BLOCK), b""):
-                f.write(block)
+        with urllib.request.urlopen(remote.url, timeout=60) as response:
+            # announced once the server answers, so that a failure stays a single line
+            print(f"downloading {remote.url} ({remote.size / 1e6:,.0f} MB) to {dest}", file=sys.stderr)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(part, "wb") as f:
+                for block in iter(lambda: response.read(BLOCK), b""):
+                    f.write(block)
     except (OSError, ValueError) as e:  # URLError, HTTPError, timeouts and disk errors are OSErrors
         part.unlink(missing_ok=True)
         raise DataError(f"download of {remote.url} to {dest} failed ({type(e).__name__}: {e}); "
                         f"download it yourself to {dest} (or to {remote.relpath} under --data-dir)") from None
     try:
         source = verify(part, remote)
-    except DataError:
+    except DataError as e:
         part.unlink(missing_ok=True)
-        raise
+        raise DataError(f"download of {remote.url} to {dest} gave a different file, removed ({e})") from None
     part.replace(dest)
     return {**source, "path": str(dest.resolve())}
 
