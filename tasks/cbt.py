@@ -90,12 +90,16 @@ class CBT(Task):
         path = data.find(full) or data.find(f"cbt/cbtest_{self.word_type}_valid_2000ex.SUBSET_1ex.txt")
         if path is None:
             rows = data.hub("cam-cst/cbt", self.word_type, "validation")
+            for n, r in enumerate(rows):
+                if r["question"].count(BLANK) != 1 or r["answer"] not in r["options"]:
+                    raise DataError(f"cam-cst/cbt {self.word_type} validation, row {n}: needs one {BLANK} "
+                                    "and an answer among the options")
             return Dataset([to_question(r) for r in rows], n_full=2000,
                            source=data.hub_source("cam-cst/cbt", self.word_type, "validation", rows))
         text = read_text(path)
         source = data.file_source(path, str(path.relative_to(data.data_dir)))
         if path.name == full.split("/")[1]:
-            raw = text.encode("utf-8")
+            raw = path.read_bytes()
             blob = hashlib.sha1(b"blob %d\0" % len(raw) + raw).hexdigest()
             if blob != GIT_BLOBS[self.word_type]:
                 raise DataError(f"{path}: git blob id is {blob} but the original file's is "

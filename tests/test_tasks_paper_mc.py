@@ -1,5 +1,6 @@
 """The paper's multiple-choice tasks (CBT-CN, CBT-NE, Winograd) and the helper they share."""
 import json
+import subprocess
 import sys
 
 import pytest
@@ -103,7 +104,7 @@ def test_cbt_question_worked_out_by_hand(tiny_model, tokenizer, engine_factory):
     assert scored.metrics["acc"] == 100.0 * row["correct"]
 
 
-def test_cbt_malformed_and_altered_files(tmp_path):
+def test_cbt_malformed_and_altered_files(tmp_path, monkeypatch):
     parse = module(task("cbt_cn")).parse_questions
     good = (DATA / "cbt/cbtest_CN_valid_2000ex.SUBSET_1ex.txt").read_text()
     assert len(parse(good, "f")) == 1
@@ -116,6 +117,12 @@ def test_cbt_malformed_and_altered_files(tmp_path):
     (tmp_path / "cbt/cbtest_CN_valid_2000ex.txt").write_text(good)  # not the original 2,000-question file
     with pytest.raises(DataError, match="git blob id is .* but the original file's is dbe54c05"):
         task("cbt_cn").load(DataSource(tmp_path))
+    t = task("cbt_cn")   # the full file's name is preferred; with its blob id pinned, it is read
+    raw = good.encode()
+    blob = subprocess.run(["git", "hash-object", "--stdin"], input=raw, capture_output=True).stdout.decode().strip()
+    monkeypatch.setitem(module(t).GIT_BLOBS, "CN", blob)
+    ds = t.load(DataSource(tmp_path))
+    assert ds.source["git_blob"] == blob and ds.source["verified"] and len(ds.examples) == 1
 
 
 # ---- Winograd -----------------------------------------------------------------------------
