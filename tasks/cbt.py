@@ -52,6 +52,8 @@ def parse_questions(text: str, path) -> list[dict]:
         questions.append({"sentences": sentences, "question": fields[0].strip(),
                           "answer": fields[1].strip(), "options": options})
         sentences = []
+    if sentences:
+        raise DataError(f"{path}: the file ends after sentence {len(sentences)} of a question; re-download it")
     return questions
 
 

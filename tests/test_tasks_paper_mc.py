@@ -111,6 +111,8 @@ def test_cbt_malformed_and_altered_files(tmp_path, monkeypatch):
     lines = good.split("\n")
     with pytest.raises(DataError, match=r"f, line 3: expected sentence number 3, got '4'"):
         parse("\n".join(lines[:2] + ["4" + lines[2][1:]] + lines[3:]), "f")
+    with pytest.raises(DataError, match="f: the file ends after sentence 20 of a question"):
+        parse("\n".join(lines[:20]), "f")
     with pytest.raises(DataError, match="f, line 21: a query needs one XXXXX"):
         parse("\n".join(lines[:20] + [lines[20].replace("XXXXX", "dog")] + lines[21:]), "f")
     (tmp_path / "cbt").mkdir()
