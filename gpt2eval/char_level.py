@@ -3,9 +3,9 @@
 Both test sets are the last 5,000,000 bytes (enwik8) or characters (text8) of a 100,000,000-unit
 file in one of Matt Mahoney's zip archives (the standard 90M/5M/5M split: `data[-5000000:]` in
 salesforce/awd-lstm-lm's data/enwik8/prep_enwik8.py, which public getdata.sh scripts fetch, and in
-gluon-nlp's scripts/datasets/language_modeling/prepare_lm.py for both files). The split is scored as ONE stream, like the other LM tasks:
-`RollingLoglikelihood`, disjoint 1,024-token windows, the first token after <|endoftext|>. The
-total NLL in bits is divided by the number of original units (the paper divides "by the number of
+gluon-nlp's scripts/datasets/language_modeling/prepare_lm.py for both files). The split is scored
+as ONE stream, like the other LM tasks: `RollingLoglikelihood`, disjoint 1,024-token windows, the
+first token after <|endoftext|>. The total NLL in bits is divided by the number of original units (the paper divides "by the number of
 canonical units"). The archive comes from `gpt2eval.download` (--data-dir, cache, or download,
 checksum-verified).
 
