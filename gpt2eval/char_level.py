@@ -5,9 +5,9 @@ file in one of Matt Mahoney's zip archives (the standard 90M/5M/5M split: `data[
 salesforce/awd-lstm-lm's data/enwik8/prep_enwik8.py, which public getdata.sh scripts fetch, and in
 gluon-nlp's scripts/datasets/language_modeling/prepare_lm.py for both files). The split is scored
 as ONE stream, like the other LM tasks: `RollingLoglikelihood`, disjoint 1,024-token windows, the
-first token after <|endoftext|>. The total NLL in bits is divided by the number of original units (the paper divides "by the number of
-canonical units"). The archive comes from `gpt2eval.download` (--data-dir, cache, or download,
-checksum-verified).
+first token after <|endoftext|>. The total NLL in bits is divided by the number of original units
+(the paper divides "by the number of canonical units"). The archive comes from `gpt2eval.download`
+(--data-dir, cache, or download, checksum-verified).
 
 An example is a piece of the split (a line of enwik8, a block of text8): each piece's NLL is the
 sum over the GPT-2 tokens that START in it, so sample rows hold each piece's NLL and units and the
