@@ -242,23 +242,31 @@ def cbt_detokenize(text: str) -> str:
       ->  |'Oh, do not speak to me of marrying,' sobbed the king's son; "Don't!"|
     Only spaces change, apart from the escapes above. A `--` dash glues to both neighbours, as
     Project Gutenberg prints it ("word--word"). A lone `'` closes an open single quote (opened by
-    a backtick, maybe lines before: the state carries across lines), else is a plural possessive
-    after a word ending in s ("two days ' journey" -> "days'"), else closes a quote opened before
-    the text seen when it follows punctuation, else opens a quote.
+    a backtick, maybe lines before: the state carries across lines); else, as a line's last token,
+    it opens the next sentence's quote (the sentence splitter leaves it there: "... godmother . '"
+    then "I know what you have come to tell me , ' said the fairy"; it keeps the space before it,
+    and a caller that joins the lines glues it to the next one); else it is a plural possessive
+    after a word ending in s ("two days ' journey" -> "days'"); else it closes a quote opened
+    before the text seen when it follows punctuation; else it opens a quote.
     """
     out_lines, single_open = [], False
     for line in text.split("\n"):
         out: list[str] = []
         glue_next = False
         prev = ""
-        for tok in line.split():
+        tokens = line.split()
+        for i, tok in enumerate(tokens):
             attach = glue_next or tok in _CBT_ATTACH_LEFT or tok.lower() in _CBT_CLITICS
             glue_next = tok in _CBT_ATTACH_RIGHT
             if tok == "`":
                 single_open = True
             elif tok == "'":
-                if single_open or prev[-1:] in ("s", "S") or prev in _CBT_PUNCT:
+                if single_open:
                     attach, single_open = True, False
+                elif i == len(tokens) - 1 and i > 0:
+                    single_open = True
+                elif prev[-1:] in ("s", "S") or prev in _CBT_PUNCT:
+                    attach = True
                 else:
                     glue_next = single_open = True
             if out and not attach:

@@ -10,11 +10,12 @@ checked against their git blob ids), else the one-question files of the shared d
 Prompt (paper, section 3.2: "the probability of each choice and the rest of the sentence
 conditioned on this choice"): the sentence numbers are stripped; the 21 sentences are de-tokenized
 (`gpt2eval.detokenize.cbt_detokenize`, CoreNLP's escapes undone, the quote state carried from
-sentence to sentence); the 20 context sentences are joined by single spaces, then one space and
-the query up to `XXXXX`. Each candidate in place of `XXXXX`, with the rest of the query, is the
-continuation; the space before the candidate belongs to the continuation (GPT-2's BPE merges it
-into the word), none where the candidate follows an opening quote or bracket. A context longer
-than the window loses its beginning (the engine keeps the last 1,024 tokens; counted in `extra`).
+sentence to sentence) and joined by single spaces (none after a sentence that ends in the opening
+quote of the next: `join_sentences`). The text up to `XXXXX` is the context; each candidate in its
+place, with the rest of the query, is a continuation. The space before the candidate belongs to
+the continuation (GPT-2's BPE merges it into the word); there is none after an opening quote or
+bracket. A context longer than the window loses its beginning (the engine keeps the last 1,024
+tokens; counted in `extra`).
 
 Metric: `acc`, percent of questions whose gold candidate has the highest summed log-probability
 (compared with Table 3's CBT row); `acc_token_mean` ranks by log-probability per GPT-2 token
@@ -57,24 +58,28 @@ def parse_questions(text: str, path) -> list[dict]:
     return questions
 
 
+def join_sentences(lines: list[str]) -> str:
+    """One space between sentences; none after a sentence that ends in an opening quote (" '")."""
+    return "".join(("" if i == 0 or lines[i - 1].endswith(" '") else " ") + line
+                   for i, line in enumerate(lines))
+
+
 def to_question(row: dict) -> mc.Question:
     """The shared context and the 10 continuations of one question (see the module docstring)."""
-    def detok(word):
-        lines = cbt_detokenize("\n".join(row["sentences"] + [row["question"].replace(BLANK, word)]))
-        return lines.split("\n")
-    lines = detok(BLANK)
-    before = lines[-1].split(BLANK)[0]
-    context = " ".join(lines[:-1] + [before.rstrip(" ")] if before.strip() else lines[:-1])
-    lead = " " if before == "" or before.endswith(" ") else ""
-    continuations = [lead + detok(c)[-1][len(before):].lstrip(" ") for c in row["options"]]
-    return mc.Question.shared_context(context, continuations, row["options"].index(row["answer"]))
+    def text_with(word):
+        return join_sentences(cbt_detokenize("\n".join(row["sentences"] + [row["question"].replace(BLANK, word)]))
+                              .split("\n"))
+    before = text_with(BLANK).split(BLANK)[0]   # a candidate changes nothing before itself
+    lead = " " if before.endswith(" ") else ""  # none after an opening quote or bracket
+    continuations = [lead + text_with(c)[len(before):] for c in row["options"]]
+    return mc.Question.shared_context(before.rstrip(" "), continuations, row["options"].index(row["answer"]))
 
 
 class CBT(Task):
     word_type = ""
     protocol = {"split": "validation (the paper's; a test-set book is in WebText)",
                 "detokenizer": "gpt2eval.detokenize.cbt_detokenize, sentence numbers stripped",
-                "context": "20 sentences joined by ' ', then ' ' + the query up to XXXXX",
+                "context": "the 21 sentences joined by ' ' (none after an opening quote), up to XXXXX",
                 "continuation": "' ' + candidate + rest of the query (no space after an opening quote)",
                 "scoring": "highest summed log-probability of the continuation; ties to the first candidate",
                 "long_context": "cut on the left to the model's window"}

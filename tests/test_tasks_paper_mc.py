@@ -65,6 +65,10 @@ def test_cbt_detokenizer_on_the_raw_validation_books():
     assert out_lines[i] == "'Oh, do not speak to me of marrying,' sobbed the king; 'rather let me die with you!'"
     assert "For some months the king's grief was great;" in out
     assert "is still two days' journey off:" in out    # a plural possessive, not a quote
+    i = raw_lines.index("` Let some one go for her at once , ' ordered the king . '")
+    assert out_lines[i].endswith("ordered the king. '")  # opens the next sentence's quote ...
+    assert out_lines[i + 1].startswith("I commanded the presence of every maiden")
+    assert out_lines[i + 1].endswith("and I meant it.'")  # ... which closes at that sentence's end
 
 
 def test_cbt_loads_the_real_subset_questions():
@@ -79,6 +83,8 @@ def test_cbt_loads_the_real_subset_questions():
         assert all(ctx is context for ctx, _ in q.options) and len(q.options) == 10
         assert not context[0].isdigit() and " 2 " not in context  # sentence numbers stripped
         assert context.endswith(tail) and (first is None or context.startswith(first))
+        if name == "cbt_cn":   # sentence 20 ends in the opening quote of sentence 21
+            assert "could not pass through. 'I will get through it somehow," in context
         cont = q.options[q.gold][1]
         assert cont.startswith(" " + gold + " ") and "XXXXX" not in cont
     assert cont == " Chuck looked up to see a dog almost upon her."
