@@ -1,4 +1,4 @@
-"""De-tokenizers for the word-level language-modelling test sets (PTB, WikiText).
+"""De-tokenizers for the word-level test sets (PTB, WikiText; CBT and One Billion Word at the end).
 
 The GPT-2 paper scores PTB, WikiText-2 and WikiText-103 after running
 "invertible de-tokenizers" that undo the datasets' tokenization artifacts
