@@ -4,9 +4,9 @@
 RANK, WORLD_SIZE, LOCAL_RANK). Every worker loads the data and the model and encodes every request,
 so all of them form the same batch list: batching never looks at the world size, and it reads only
 the main cache file, which nobody writes while the workers run. Then:
-  - the batches are dealt round-robin over the whole run, and each worker computes only its own. A
-    run of generation batches that continue one shared prefix goes to one worker, so the prefix is
-    forwarded once and from the same state as in one process;
+  - each batch is dealt to the worker with the least work of its kind so far (padded tokens), and
+    each worker computes only its own. A run of generation batches that continue one shared prefix
+    goes to one worker, so the prefix is forwarded once and from the same state as in one process;
   - each worker stores its answers in its own SQLite file in the run's exchange folder, beside the
     cache (`<cache>.workers/<run>/rank<k>.sqlite`): one writer per file;
   - rank 0 alone reads the others' files, by key and by polling, scores every task and writes every
@@ -68,7 +68,8 @@ class Workers:
     def __init__(self, rank: int, world: int, local_rank: int, folder: Path, free_memory: int | None):
         self.rank, self.world, self.local_rank, self.folder = rank, world, local_rank, folder
         self.free_memory = free_memory  # least free CUDA memory over all workers at the start, bytes
-        self.turn = -1  # index of the current batch in the run-wide round-robin
+        self.loads: dict[str, list[int]] = {}  # kind of batch -> padded tokens dealt to each worker so far
+        self.owner: int | None = None  # the worker of the batch dealt last
         self.status = {"rank": rank, "pid": os.getpid(), "host": socket.gethostname(), "status": "running",
                        "error": None, "tasks": {}}
         self.files: list = []  # this worker's open rank files
@@ -91,9 +92,10 @@ class Workers:
     def attach(self, engine, fingerprint: str) -> None:
         """Make the engine compute only this worker's batches and store them in this worker's file."""
         from .cache import ResultCache
-        rank_file = ResultCache(self.folder / f"rank{self.rank}.sqlite")
-        rank_file.conn.execute("PRAGMA journal_mode = DELETE")  # one writer, read from other hosts: no WAL
-        self.files.append(rank_file)
+        if not self.files:  # one file for all the models of the run
+            self.files.append(ResultCache(self.folder / f"rank{self.rank}.sqlite"))
+            self.files[0].conn.execute("PRAGMA journal_mode = DELETE")  # one writer, read from other hosts: no WAL
+        rank_file = self.files[0]
         engine.cache = WorkerCache(self, engine.cache, rank_file.for_model(fingerprint))
         engine.scheduler.share = Share(self, fingerprint)
         if self.free_memory is not None and engine.device.type == "cuda":
@@ -157,6 +159,8 @@ class Workers:
         from .cache import ModelCache
         missing, found, delay = set(keys), {}, 0.02
         while True:
+            # Read before the files: a worker stores its last answers before it says "done".
+            all_done = all(self.read_status(r)["status"] == "done" for r in self.others())
             for r in self.others():
                 conn = self._reader(r)
                 if conn is not None and missing:
@@ -165,11 +169,11 @@ class Workers:
                     missing.difference_update(got)
             if not missing:
                 return found
-            self.check(self.others())
-            if all(self.read_status(r)["status"] == "done" for r in self.others()):
+            if all_done:
                 raise WorkerFailed(f"every worker is done but {len(missing)} answers are missing: the workers formed "
                                    "different batches (did a cache file change during the run?); "
                                    + _resume_hint())
+            self.check(self.others())
             time.sleep(delay)
             delay = min(1.0, 2 * delay)
 
@@ -187,7 +191,7 @@ class Workers:
         return self.readers[rank]
 
     # ---- the end ---------------------------------------------------------------------------
-    def finish(self, cache) -> None:
+    def finish(self) -> None:
         """Rank 0: wait for every worker to be done, then keep their answers in the main cache."""
         delay = 0.02
         while not all(self.read_status(r)["status"] == "done" for r in self.others()):
@@ -205,6 +209,10 @@ class Workers:
             if cache is not None:
                 merge_folder(cache, self.folder)
             shutil.rmtree(self.folder, ignore_errors=True)
+            try:
+                self.folder.parent.rmdir()  # the exchange root, once no run uses it
+            except OSError:
+                pass
 
     def diagnose(self, ranks) -> str | None:
         """Stopped by a signal: why? A failed or silent worker among `ranks` (torchrun stops all
@@ -238,13 +246,17 @@ class Share:
     def __init__(self, workers: Workers, fingerprint: str):
         self.workers, self.fingerprint = workers, fingerprint
 
-    def mine(self, continues: bool = False) -> bool:
-        """Is the next batch this worker's? `continues`: it reuses the previous batch's shared
-        prefix, so it goes to the same worker."""
+    def mine(self, kind: str, cost: int, continues: bool = False) -> bool:
+        """Is the next batch this worker's? Each batch goes to the worker with the least work of its
+        kind so far (`cost`: its padded tokens), the lowest rank on a tie: every worker deals the
+        same batches the same way. `continues`: it reuses the previous batch's shared prefix, so it
+        goes to the same worker."""
         w = self.workers
-        if not continues or w.turn < 0:
-            w.turn += 1
-        return w.turn % w.world == w.rank
+        load = w.loads.setdefault(kind, [0] * w.world)
+        if not continues or w.owner is None:
+            w.owner = min(range(w.world), key=lambda r: (load[r], r))
+        load[w.owner] += cost
+        return w.owner == w.rank
 
     def collect(self, keys: list[str]) -> dict:
         """The answers computed by the other workers: rank 0 waits for them; the others stop."""
@@ -320,6 +332,9 @@ def start(cache, output: Path, log) -> Workers | None:
             folder.mkdir(parents=True, exist_ok=True)
             if cache is not None:
                 merge_leftovers(cache, root, folder, log)
+                # Everything into the main file itself: a worker on another host cannot read the
+                # write-ahead log's index (SQLite's WAL needs its readers on one host).
+                cache.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         free = torch.tensor([-1], dtype=torch.int64)
         if torch.cuda.is_available():
             free[0] = torch.cuda.mem_get_info(local_rank)[0]
@@ -342,7 +357,7 @@ def guarded(workers: Workers | None, cache, log):
     try:
         yield
         if workers.rank == 0:
-            workers.finish(cache)
+            workers.finish()
         workers.write_status(status="done")
     except KeyboardInterrupt:
         # Rank 0 speaks for the run; rank 1 only when rank 0 is the one that died.
@@ -398,3 +413,7 @@ def merge_leftovers(cache, root: Path, keep: Path | None, log) -> None:
         states = [json.loads(p.read_text()) for p in folder.glob("rank*.json") if p.stat().st_size]
         if all(s.get("status") in TERMINAL or Workers.gone(s) for s in states):
             shutil.rmtree(folder, ignore_errors=True)
+    try:
+        root.rmdir()
+    except OSError:  # still in use
+        pass

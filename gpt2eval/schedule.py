@@ -45,7 +45,7 @@ class Scheduler:
         bar = tqdm(total=sum(len(it.targets) for _, it in todo), desc=desc or "scoring", unit="tok", unit_scale=True,
                    disable=not self.progress or not todo, leave=False)
         for batch in self.batches(todo, lambda kv: len(kv[1].input_ids), scoring=True):
-            if self.share is not None and not self.share.mine():
+            if self.share is not None and not self.share.mine("score", len(batch) * len(batch[0][1].input_ids)):
                 continue
             scored = self.split_on_oom(batch, lambda part: score_batch([it for _, it in part]))
             fresh = dict(zip([k for k, _ in batch], scored))
@@ -86,7 +86,7 @@ class Scheduler:
             for idx in self.batches(rows, lambda i: totals[i]):
                 prefixes = {groups[i] for i in idx if n_shared[i]}
                 continues, previous = bool(prefixes & previous), prefixes
-                if self.share is not None and not self.share.mine(continues):
+                if self.share is not None and not self.share.mine("generate", len(idx) * max(totals[i] for i in idx), continues):
                     continue
                 outs = self.split_on_oom(idx, lambda part: decode_batch(part, n_shared))
                 fresh = {keys[i]: o for i, o in zip(idx, outs)}

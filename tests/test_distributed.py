@@ -4,7 +4,8 @@ numbers; the work is shared, never done twice.
 
 The process tests run the real CLI under `python -m torch.distributed.run` on the tiny random model:
 a log-likelihood task (lambada, with its stop-word decode), a rolling one (ptb) and a sampled
-generation task (cnn_dailymail, top-k 2), 6 examples each.
+generation task (cnn_dailymail, top-k 2), 6 examples each, in batches of 2 (so that each worker
+has several batches of each kind).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def run(model_dir, folder: Path, workers: int, kill: str | None = None) -> subpr
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={workers}",
                 "--monitor-interval=0.1"] if workers > 1 else [sys.executable]
     cmd = [*launcher, str(REPO / "run_eval.py"), "--model", str(model_dir), "--reference-size", "small",
-           "--tasks", TASKS, "--limit", "6", "--data-dir", str(DATA), "--no-progress",
+           "--tasks", TASKS, "--limit", "6", "--batch-size", "2", "--data-dir", str(DATA), "--no-progress",
            "--output", str(folder / "out"), "--cache", str(folder / "cache.sqlite")]
     env = {**ENV, distributed.KILL_ENV: kill} if kill else ENV
     return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -80,7 +81,7 @@ def test_two_workers_give_what_one_process_gives_and_share_the_work(tiny_model_d
     # Both workers' answers end up in the main cache, the same answers one process stored; the
     # exchange folder is gone.
     assert cache_rows(tmp_path) == cache_rows(one_process)
-    assert not any((tmp_path / "cache.sqlite.workers").iterdir())
+    assert not (tmp_path / "cache.sqlite.workers").exists()
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -105,7 +106,7 @@ def test_killed_workers_fail_naming_their_rank_and_a_rerun_with_other_n_resumes(
     assert "run the same command again" in error_lines(failed.stderr)[0]
     kept = len(cache_rows(tmp_path))
     assert 0 < kept < len(cache_rows(one_process))  # what the workers finished was kept, not everything
-    assert not any((tmp_path / "cache.sqlite.workers").iterdir())
+    assert not (tmp_path / "cache.sqlite.workers").exists()
 
     again = run(tiny_model_dir, tmp_path, 1)  # another number of workers: one plain process
     assert again.returncode == 0, again.stderr[-3000:]
@@ -123,15 +124,19 @@ def workers(tmp_path: Path, rank: int, world: int) -> Workers:
     return w
 
 
-def test_batches_are_dealt_round_robin_and_a_continued_prefix_stays_with_its_worker(tmp_path):
-    deals = {}
+def test_batches_go_to_the_least_loaded_worker_and_a_continued_prefix_stays_with_its_worker(tmp_path):
+    #         kind       cost  continues
+    deals = [("score", 100, False), ("score", 100, False), ("score", 90, False), ("score", 50, False),
+             ("generate", 500, False), ("generate", 400, True), ("generate", 300, False), ("score", 10, False)]
+    mine = {}
     for rank in range(3):
         share = Share(workers(tmp_path / str(rank), rank, 3), "model")
-        #                 0      1     2(cont.)  3     4(cont.) 5(cont.) 6
-        deals[rank] = [share.mine(c) for c in (False, False, True, False, True, True, False)]
-    owner = [next(r for r in range(3) if deals[r][b]) for b in range(7)]
-    assert all(sum(deals[r][b] for r in range(3)) == 1 for b in range(7))  # every batch exactly once
-    assert owner == [0, 1, 1, 2, 2, 2, 0]
+        mine[rank] = [share.mine(*d) for d in deals]
+    assert all(sum(mine[r][b] for r in range(3)) == 1 for b in range(len(deals)))  # every batch exactly once
+    owner = [next(r for r in range(3) if mine[r][b]) for b in range(len(deals))]
+    # scores: 0, 1, 2, then the least loaded (rank 2: 90); generation has its own ledger; the
+    # continued batch stays with rank 0; the last score goes to rank 0 or 1 (100 each): rank 0
+    assert owner == [0, 1, 2, 2, 0, 0, 1, 0]
 
 
 def test_rank_0_reads_the_others_answers_and_names_a_failed_worker(tmp_path):
