@@ -199,7 +199,7 @@ class Workers:
             time.sleep(delay)
             delay = min(1.0, 2 * delay)
 
-    def close(self, cache, log) -> None:
+    def close(self, cache) -> None:
         for conn in self.readers.values():
             conn.close()
         for f in self.files:
@@ -348,7 +348,7 @@ def start(cache, output: Path, log) -> Workers | None:
 
 
 @contextmanager
-def guarded(workers: Workers | None, cache, log):
+def guarded(workers: Workers | None, cache):
     """Around the whole run: status files, rank 0's wait and merge at the end, and one clear line
     naming the rank when a worker fails or dies."""
     if workers is None:
@@ -376,7 +376,7 @@ def guarded(workers: Workers | None, cache, log):
         workers.write_status(status="failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise
     finally:
-        workers.close(cache, log)
+        workers.close(cache)
 
 
 def merge_folder(cache, folder: Path) -> int:

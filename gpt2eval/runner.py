@@ -87,7 +87,7 @@ def evaluate(cfg: RunConfig, log=print) -> list[dict]:
     cache = ResultCache(cfg.cache) if cfg.cache else None  # before any model too: a bad file fails cheap
     try:
         workers = distributed.start(cache, cfg.output, log)  # None: one process (not under torchrun)
-        with distributed.guarded(workers, cache, log):
+        with distributed.guarded(workers, cache):
             return evaluate_models(cfg, datasets, cache, log, workers)
     finally:
         if cache is not None:
