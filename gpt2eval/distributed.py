@@ -8,7 +8,7 @@ the main cache file, which nobody writes while the workers run. Then:
     each worker computes only its own. A run of generation batches that continue one shared prefix
     goes to one worker, so the prefix is forwarded once and from the same state as in one process;
   - each worker stores its answers in its own SQLite file in the run's exchange folder, beside the
-    cache (`<cache>.workers/<run>/rank<k>.sqlite`): one writer per file;
+    cache (`<cache>.workers/<run>/rank<k>.sqlite`, exchange.py): one writer per file;
   - rank 0 alone reads the others' files, by key and by polling, scores every task and writes every
     output. The other workers never wait for anyone: after their share of a task they go on to the
     next one. At the end rank 0 copies every worker's answers into the main cache, so a rerun with
@@ -25,12 +25,10 @@ it finds its process gone while waiting for its answers, or when torchrun stops 
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import socket
-import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
@@ -38,12 +36,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .errors import UserError
+from .exchange import TERMINAL, RankFiles, exchange_root, gone, merge_folder, merge_leftovers, open_rank_file, read_status
 from .io import write_json
 
 KILL_ENV = "GPT2EVAL_TEST_KILL"  # "RANK:N": that worker SIGKILLs itself after storing N batches (tests only)
 INIT_TIMEOUT = timedelta(hours=2)  # the start barrier waits for rank 0's merge of a large cache
 STOP_WAIT_S = 5.0  # after a stop: how long rank 0 waits for the others to say why
-TERMINAL = ("done", "failed", "interrupted")
 
 
 class WorkerFailed(UserError):
@@ -73,7 +71,7 @@ class Workers:
         self.status = {"rank": rank, "pid": os.getpid(), "host": socket.gethostname(), "status": "running",
                        "error": None, "tasks": {}}
         self.files: list = []  # this worker's open rank files
-        self.readers: dict[int, sqlite3.Connection] = {}
+        self.readers = RankFiles(folder)
         self.stored_batches = 0
         self.kill_after = _kill_after(rank)
 
@@ -91,10 +89,8 @@ class Workers:
 
     def attach(self, engine, fingerprint: str) -> None:
         """Make the engine compute only this worker's batches and store them in this worker's file."""
-        from .cache import ResultCache
         if not self.files:  # one file for all the models of the run
-            self.files.append(ResultCache(self.folder / f"rank{self.rank}.sqlite"))
-            self.files[0].conn.execute("PRAGMA journal_mode = DELETE")  # one writer, read from other hosts: no WAL
+            self.files.append(open_rank_file(self.folder, self.rank))
         rank_file = self.files[0]
         engine.cache = WorkerCache(self, engine.cache, rank_file.for_model(fingerprint))
         engine.scheduler.share = Share(self, fingerprint)
@@ -103,27 +99,16 @@ class Workers:
             engine.scheduler.free_memory = max(0, self.free_memory - weights)
 
     # ---- status files ----------------------------------------------------------------------
-    def status_path(self, rank: int) -> Path:
-        return self.folder / f"rank{rank}.json"
-
     def write_status(self, **changes) -> None:
         self.status.update(changes, updated=time.time())
-        write_json(self.status_path(self.rank), self.status)
+        write_json(self.folder / f"rank{self.rank}.json", self.status)
 
     def read_status(self, rank: int) -> dict:
-        try:
-            return json.loads(self.status_path(rank).read_text())
-        except (OSError, ValueError):  # not written yet (or being replaced): no news
-            return {"rank": rank, "status": "unknown", "tasks": {}}
+        return read_status(self.folder, rank)
 
     def record(self, task_key: str, counts: dict) -> None:
         """A worker's counts for one task, read by rank 0 for results.json."""
         self.write_status(tasks={**self.status["tasks"], task_key: counts})
-
-    @staticmethod
-    def gone(status: dict) -> bool:
-        """Its process is known to have ended (it ran on this host)."""
-        return status.get("host") == socket.gethostname() and not _alive(status.get("pid"))
 
     def others(self) -> range:
         return range(1, self.world)
@@ -136,7 +121,7 @@ class Workers:
                 raise WorkerFailed(f"worker rank {r} failed: {s.get('error')}; {_resume_hint()}")
             if s["status"] == "interrupted":
                 raise WorkerFailed(f"worker rank {r} was interrupted; {_resume_hint()}")
-            if s["status"] == "running" and self.gone(s):
+            if s["status"] == "running" and gone(s):
                 raise WorkerFailed(f"worker rank {r} (pid {s.get('pid')}) died without a word (killed, or out of "
                                    f"memory); {_resume_hint()}")
 
@@ -156,15 +141,13 @@ class Workers:
     # ---- answers of the others -------------------------------------------------------------
     def answers(self, keys: list[str], fingerprint: str) -> dict:
         """Rank 0: the answers to these keys from the other workers' files, waiting until all are there."""
-        from .cache import ModelCache
         missing, found, delay = set(keys), {}, 0.02
         while True:
             # Read before the files: a worker stores its last answers before it says "done".
             all_done = all(self.read_status(r)["status"] == "done" for r in self.others())
             for r in self.others():
-                conn = self._reader(r)
-                if conn is not None and missing:
-                    got = ModelCache(_File(conn, self.folder / f"rank{r}.sqlite"), fingerprint).get_many(sorted(missing))
+                if missing:
+                    got = self.readers.get_many(r, sorted(missing), fingerprint)
                     found.update(got)
                     missing.difference_update(got)
             if not missing:
@@ -177,19 +160,6 @@ class Workers:
             time.sleep(delay)
             delay = min(1.0, 2 * delay)
 
-    def _reader(self, rank: int) -> sqlite3.Connection | None:
-        if rank not in self.readers:
-            path = self.folder / f"rank{rank}.sqlite"
-            if not path.exists():
-                return None
-            try:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
-                conn.execute("SELECT 1 FROM results LIMIT 1")
-            except sqlite3.Error:  # created but not set up yet
-                return None
-            self.readers[rank] = conn
-        return self.readers[rank]
-
     # ---- the end ---------------------------------------------------------------------------
     def finish(self) -> None:
         """Rank 0: wait for every worker to be done, then keep their answers in the main cache."""
@@ -200,11 +170,10 @@ class Workers:
             delay = min(1.0, 2 * delay)
 
     def close(self, cache) -> None:
-        for conn in self.readers.values():
-            conn.close()
+        self.readers.close()
         for f in self.files:
             f.close()
-        self.readers, self.files = {}, []
+        self.files = []
         if self.rank == 0:
             if cache is not None:
                 merge_folder(cache, self.folder)
@@ -220,7 +189,7 @@ class Workers:
         deadline = time.monotonic() + STOP_WAIT_S
         while True:
             states = {r: self.read_status(r) for r in ranks}
-            if all(s["status"] in TERMINAL or self.gone(s) for s in states.values()) or time.monotonic() > deadline:
+            if all(s["status"] in TERMINAL or gone(s) for s in states.values()) or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         for r, s in states.items():
@@ -231,13 +200,6 @@ class Workers:
             return (f"worker rank {', '.join(map(str, silent))} died without a word (killed, or out of memory), and "
                     f"the run was stopped; {_resume_hint()}")
         return None
-
-
-class _File:
-    """What cache.ModelCache needs of a file: a connection and a path (here read-only)."""
-
-    def __init__(self, conn, path):
-        self.conn, self.path = conn, path
 
 
 class Share:
@@ -294,24 +256,7 @@ def _kill_after(rank: int) -> int | None:
     return None
 
 
-def _alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, TypeError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # ---- start, and the exchange folders --------------------------------------------------------
-def exchange_root(cache_path: Path | None, output: Path) -> Path:
-    """Beside the cache (`<cache>.workers/`), or in the output folder when there is no cache."""
-    if cache_path is not None:
-        return cache_path.parent / (cache_path.name + ".workers")
-    return Path(output) / ".workers"
-
-
 def start(cache, output: Path, log) -> Workers | None:
     """One process: merge earlier runs' leftovers into the cache and return None. Under torchrun
     with WORLD_SIZE > 1: set up this worker (see the module docstring) and return it."""
@@ -379,41 +324,3 @@ def guarded(workers: Workers | None, cache):
         workers.close(cache)
 
 
-def merge_folder(cache, folder: Path) -> int:
-    """Copy every answer in the folder's rank files into the main cache, in one transaction each."""
-    n = 0
-    for path in sorted(folder.glob("rank*.sqlite")):
-        conn = cache.conn
-        try:
-            conn.execute("ATTACH DATABASE ? AS worker", (str(path),))
-        except sqlite3.Error:
-            continue  # never set up: nothing in it
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                n += conn.execute("INSERT OR REPLACE INTO main.results SELECT * FROM worker.results").rowcount
-            except sqlite3.Error:
-                pass  # an empty or unfinished file: nothing to keep
-            finally:
-                conn.execute("COMMIT")
-        finally:
-            conn.execute("DETACH DATABASE worker")
-    return n
-
-
-def merge_leftovers(cache, root: Path, keep: Path | None, log) -> None:
-    """Answers left by a run whose rank 0 could not merge them (it was killed): into the cache.
-    A folder is removed once none of its workers can still be writing to it."""
-    if not root.is_dir():
-        return
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p != keep):
-        n = merge_folder(cache, folder)
-        if n:
-            log(f"kept {n} answers of the interrupted run {folder.name} in the result cache")
-        states = [json.loads(p.read_text()) for p in folder.glob("rank*.json") if p.stat().st_size]
-        if all(s.get("status") in TERMINAL or Workers.gone(s) for s in states):
-            shutil.rmtree(folder, ignore_errors=True)
-    try:
-        root.rmdir()
-    except OSError:  # still in use
-        pass
