@@ -35,19 +35,24 @@ def generation_key(engine, req: Generation, ctx_ids: list[int]) -> str:
     d = req.decoding
     seed = None if d.greedy else example_seed(engine.seed, req.seed_key)
     return _digest(["gen", ctx_ids, req.max_new_tokens, list(req.stop), d.top_k, d.temperature,
-                    sorted(d.suppress_words), seed])
+                    sorted(d.suppress_words), seed] + ([d.suppress_mode] if d.suppress_mode != "word_initial" else []))
 
 
-def suppressed_ids(engine, words: tuple[str, ...]) -> list[int]:
-    """Token ids of word-initial tokens spelling one of `words`; mid-word pieces ("s", "t") are
-    parts of longer words and stay allowed."""
-    memo = engine.suppress_memo
-    if words not in memo:
-        tok, wanted = engine.tokenizer, {w.lower() for w in words}
-        pieces = tok.convert_ids_to_tokens(list(range(len(tok))))
-        memo[words] = [i for i, p in enumerate(pieces)
-                       if (t := tok.convert_tokens_to_string([p])).startswith(" ") and t[1:].lower() in wanted]
-    return memo[words]
+def suppressed_ids(engine, words: tuple[str, ...], mode: str = "word_initial") -> list[int]:
+    """Token ids never to choose (Decoding.suppress_mode): "word_initial", word-initial tokens
+    spelling one of `words` in any case (mid-word pieces such as "s", "t" are parts of longer words
+    and stay allowed); "stripped_text", every token whose whitespace-stripped text is one of `words`."""
+    memo, key = engine.suppress_memo, (words if mode == "word_initial" else (mode, words))
+    if key not in memo:
+        tok = engine.tokenizer
+        texts = [tok.convert_tokens_to_string([p]) for p in tok.convert_ids_to_tokens(list(range(len(tok))))]
+        if mode == "stripped_text":
+            wanted = set(words)
+            memo[key] = [i for i, t in enumerate(texts) if t.strip() in wanted]
+        else:
+            wanted = {w.lower() for w in words}
+            memo[key] = [i for i, t in enumerate(texts) if t.startswith(" ") and t[1:].lower() in wanted]
+    return memo[key]
 
 
 @dataclass
@@ -231,7 +236,8 @@ def _generate_batch(engine, reqs: list[Generation], ctxs: list[list[int]], n_sha
         mask = torch.cat([prefix_mask, mask], dim=1)
     gens = [None if r.decoding.greedy else torch.Generator().manual_seed(example_seed(engine.seed, r.seed_key))
             for r in reqs]
-    banned = [suppressed_ids(engine, r.decoding.suppress_words) if r.decoding.suppress_words else [] for r in reqs]
+    banned = [suppressed_ids(engine, r.decoding.suppress_words, r.decoding.suppress_mode)
+              if r.decoding.suppress_words else [] for r in reqs]
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
                 **prior)
