@@ -71,6 +71,18 @@ def test_bflm_filter_bans_mid_word_stop_word_tokens_the_nltk_filter_allows(token
     assert all(tokenizer.decode([i]).strip() in BFLM_STOPWORDS for i in bflm)
 
 
+def test_suppress_mode_is_checked_and_keys_the_cache():
+    from gpt2eval.generate import generation_key
+    from gpt2eval.requests import Decoding, Generation
+    with pytest.raises(ValueError, match="suppress_mode"):
+        Decoding(suppress_words=("the",), suppress_mode="anywhere")
+    engine = SimpleNamespace(seed=0)
+    words = tuple(sorted(BFLM_STOPWORDS))
+    keys = {generation_key(engine, Generation("a", 6, decoding=Decoding(suppress_words=words, suppress_mode=m)), [64])
+            for m in ("word_initial", "stripped_text")}
+    assert len(keys) == 2
+
+
 def bflm_literal(model, tokenizer, context: str, banned_words: frozenset, steps: int = 6, width: int = 128) -> str:
     """bflm's eval_lambada_slow.py search, written out: at each step take the top `width`
     candidates and keep the first whose decoded, stripped text is not a stop word."""

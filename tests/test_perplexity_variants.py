@@ -91,3 +91,24 @@ def test_ptb_n_digit_changes_only_the_number_placeholder():
     assert "1" not in (DATA / "ptb/ptb.test.txt").read_text().split()  # no token "1" of its own: invertible
     assert "$1" in digit and "1 1" in digit
     assert [o for o, _ in ds.examples] == [o for o, _ in plain.examples]  # same original tokens (82,430)
+
+
+def test_variant_tasks_run_and_pair_with_their_base_tasks_paper_rows(tiny_model_dir, tmp_path):
+    import csv
+    import json
+
+    from gpt2eval.cli import main
+    out = tmp_path / "run"
+    assert main(["--model", str(tiny_model_dir), "--tasks", "wikitext2_per_article,ptb_n_digit", "--data-dir", str(DATA),
+                 "--limit", "2", "--output", str(out), "--reference-size", "small", "--no-progress", "--no-cache"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    art = results["tasks"]["wikitext2_per_article"]
+    assert art["n_examples"] == 2 and art["n_full"] == 62 and art["subset"] and art["extra"]["streams"] == 2
+    rows = [json.loads(x) for x in (out / "samples" / "wikitext2_per_article.jsonl").read_text().splitlines()]
+    assert [r["article"] for r in rows] == [0, 1] and all(r["lines"] > 1 and r["words"] > 0 for r in rows)
+    assert art["metrics"]["word_ppl"] == pytest.approx(math.exp(sum(r["nll"] for r in rows) / sum(r["words"] for r in rows)))
+    with open(out / "comparison.csv", newline="") as f:
+        paper = {(r["task"], r["metric"]): r["paper"] for r in csv.DictReader(f)}
+    assert paper[("wikitext2_per_article", "ppl")] == paper[("wikitext2_per_article", "word_ppl")] == "29.41"
+    assert paper[("ptb_n_digit", "ppl")] == paper[("ptb_n_digit", "word_ppl")] == "65.85"
+    assert paper[("ptb_n_digit", "token_ppl")] == ""
