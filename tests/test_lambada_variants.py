@@ -11,7 +11,7 @@ import torch
 from conftest import DATA, SHARED
 from gpt2eval.cli import main
 from gpt2eval.data import DataSource
-from gpt2eval.generate import suppressed_ids
+from gpt2eval.decode import suppressed_ids
 from gpt2eval.stopwords import BFLM_STOPWORDS, ENGLISH_STOPWORDS
 from gpt2eval.task import select
 
@@ -60,9 +60,10 @@ def test_stop_word_targets_counted_on_the_real_file(both):
 
 
 def test_bflm_filter_bans_mid_word_stop_word_tokens_the_nltk_filter_allows(tokenizer):
-    engine = SimpleNamespace(tokenizer=tokenizer, suppress_memo={})
-    nltk = set(suppressed_ids(engine, tuple(sorted(ENGLISH_STOPWORDS))))
-    bflm = set(suppressed_ids(engine, tuple(sorted(BFLM_STOPWORDS)), "stripped_text"))
+    memo = {}
+    nltk = set(suppressed_ids(tokenizer, tuple(sorted(ENGLISH_STOPWORDS)), memo))
+    bflm = set(suppressed_ids(tokenizer, tuple(sorted(BFLM_STOPWORDS)), memo, "stripped_text"))
+    assert len(memo) == 2  # one entry per mode
     the, space_the, space_The, s = (tokenizer.convert_tokens_to_ids(t) for t in ("the", "Ġthe", "ĠThe", "s"))
     assert {the, s} <= bflm - nltk          # mid-word pieces: bflm bans them, NLTK's word-initial rule does not
     assert space_the in bflm & nltk
@@ -72,7 +73,7 @@ def test_bflm_filter_bans_mid_word_stop_word_tokens_the_nltk_filter_allows(token
 
 
 def test_suppress_mode_is_checked_and_keys_the_cache():
-    from gpt2eval.generate import generation_key
+    from gpt2eval.encode import generation_key
     from gpt2eval.requests import Decoding, Generation
     with pytest.raises(ValueError, match="suppress_mode"):
         Decoding(suppress_words=("the",), suppress_mode="anywhere")
