@@ -26,9 +26,9 @@ row is a *filtered* accuracy. OpenAI released no LAMBADA evaluation code. So:
   - acc_last_token: the target's last BPE token is the argmax. lm-evaluation-harness's
     maintainers describe this as OpenAI's metric (its issue 356, citing openai/gpt-2 issue 131,
     comment 497136199, which reports 46.89 this way); bflm's eval_lambada.py implements it (46.67
-    for 124M on this file). The attribution is contested: in EleutherAI/gpt-neo issue 75 a
-    maintainer writes that the 46.89 commenter is not OpenAI-affiliated and that an OpenAI author
-    agreed the whole word should be checked.
+    for 124M on this file; 46.89 with its --preprocess --jeff_suggestion options). The attribution
+    is contested: in EleutherAI/gpt-neo issue 75 a maintainer thinks that commenter is not
+    OpenAI-affiliated and reports that an OpenAI author seemed to agree the whole word should count.
 Targets that are stop words themselves: 51 of the 5,153 last words (punctuation stripped,
 lower-cased) are NLTK stop words; by each filter's own rule, 54 targets' first words are NLTK stop
 words (acc_stopword_filter reads " of\n\nPower" as "of") and 48 bflm targets are bflm stop words.
