@@ -26,7 +26,8 @@ def suppressed_ids(tokenizer, words: tuple[str, ...], memo: dict, mode: str = "w
     `memo` keeps the answer per mode and set of words."""
     key = words if mode == "word_initial" else (mode, words)
     if key not in memo:
-        texts = [tokenizer.convert_tokens_to_string([p]) for p in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))]
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        texts = [tokenizer.convert_tokens_to_string([p]) for p in pieces]
         if mode == "stripped_text":
             wanted = set(words)
             memo[key] = [i for i, t in enumerate(texts) if t.strip() in wanted]

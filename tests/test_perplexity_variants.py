@@ -76,7 +76,8 @@ def test_per_article_scores_each_article_as_the_one_stream_task_scores_it_alone(
     assert joint.extra["original_tokens"] == scored.extra["original_tokens"]
     assert joint.extra["total_nll"] != pytest.approx(scored.extra["total_nll"], rel=1e-6)  # context crosses articles
     n = scored.extra
-    assert scored.metrics["ppl"] == pytest.approx(math.exp(sum(r["nll"] for r in scored.samples) / n["original_tokens"]))
+    total = sum(r["nll"] for r in scored.samples)
+    assert scored.metrics["ppl"] == pytest.approx(math.exp(total / n["original_tokens"]))
 
 
 def test_ptb_n_digit_changes_only_the_number_placeholder():
@@ -99,14 +100,16 @@ def test_variant_tasks_run_and_pair_with_their_base_tasks_paper_rows(tiny_model_
 
     from gpt2eval.cli import main
     out = tmp_path / "run"
-    assert main(["--model", str(tiny_model_dir), "--tasks", "wikitext2_per_article,ptb_n_digit", "--data-dir", str(DATA),
-                 "--limit", "2", "--output", str(out), "--reference-size", "small", "--no-progress", "--no-cache"]) == 0
+    assert main(["--model", str(tiny_model_dir), "--tasks", "wikitext2_per_article,ptb_n_digit",
+                 "--data-dir", str(DATA), "--limit", "2", "--output", str(out), "--reference-size", "small",
+                 "--no-progress", "--no-cache"]) == 0
     results = json.loads((out / "results.json").read_text())
     art = results["tasks"]["wikitext2_per_article"]
     assert art["n_examples"] == 2 and art["n_full"] == 62 and art["subset"] and art["extra"]["streams"] == 2
     rows = [json.loads(x) for x in (out / "samples" / "wikitext2_per_article.jsonl").read_text().splitlines()]
     assert [r["article"] for r in rows] == [0, 1] and all(r["lines"] > 1 and r["words"] > 0 for r in rows)
-    assert art["metrics"]["word_ppl"] == pytest.approx(math.exp(sum(r["nll"] for r in rows) / sum(r["words"] for r in rows)))
+    words = sum(r["words"] for r in rows)
+    assert art["metrics"]["word_ppl"] == pytest.approx(math.exp(sum(r["nll"] for r in rows) / words))
     with open(out / "comparison.csv", newline="") as f:
         paper = {(r["task"], r["metric"]): r["paper"] for r in csv.DictReader(f)}
     assert paper[("wikitext2_per_article", "ppl")] == paper[("wikitext2_per_article", "word_ppl")] == "29.41"
