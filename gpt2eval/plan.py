@@ -10,8 +10,8 @@ FLOPs of one forward pass over a sequence of L tokens of which H reach the LM he
 Generation is counted at its full budget (every request decodes max_new_tokens): prefill once
 (a shared CoQA story once per group), then one single-token forward per further new token.
 The lower-bound time is FLOPs / (peak FLOP/s x workers): with --workers N (torchrun, one device
-each) the batches are dealt round-robin, so each worker does 1/N of them; decoding is bound by memory bandwidth, not FLOPs,
-so for generation the bound is loose.
+each) each worker does about 1/N of the batches (the least-loaded one gets the next); decoding is
+bound by memory bandwidth, not FLOPs, so for generation the bound is loose.
 """
 from __future__ import annotations
 
