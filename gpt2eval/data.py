@@ -31,6 +31,16 @@ KNOWN_SHA256 = {
     "wmt14/newstest2014-fren-ref.en.sgm": "c73727c954e92396eb3eed1b2730804a77130c1c3a8bc6a3f5646766fc92a8eb",
     "wmt14/newstest2014-fren-src.en.sgm": "5521ed9b1d07763c7e8d7ddfc0fda269cd114612a6283bd3836979ea4dd10a26",
     "wmt14/newstest2014-fren-ref.fr.sgm": "c57025c8a338c642fe3ad0206ddc75d258a5584e1d470b75f37af2fb666d7e93",
+    # CBT, Winograd: the shared data folder's files (SOURCES.md); enwik8 and the 1BW archive:
+    # huggingface/datasets' pins (datasets/enwik8/dataset_infos.json, datasets/lm1b/urls_checksums).
+    "cbt/cbtest_CN_valid_2000ex.SUBSET_1ex.txt": "a04ff14e4696db830a1dc4156a5999fec6f3c13f52cf93f71acfddf98e7b9e86",
+    "cbt/cbtest_NE_valid_2000ex.SUBSET_1ex.txt": "1fb37dcd0aa9a6c56ee730cd2754ecb02e6db22b0a96bc3951cd25a8d16a819b",
+    "cbt/cbt_valid.txt": "b28c46bb0986a04943f2eac750b367fda372d43b9ca521789fa0a493888cd100",
+    "winograd/WSCollection.xml": "8d72fe16331cfcddfc2f8ec6f87c5a07e186f913e023705a998a5cc6011994e4",
+    "winograd/llmfoundry_winograd_wsc.jsonl": "746336c27cd2e39a554cb1b8b4869d0f1ae2577ac5bfe799842d26bca5a5bf5e",
+    "enwik8/enwik8.zip": "547994d9980ebed1288380d652999f38a14fe291a6247c157c3d33d4932534bc",
+    "1bw/1-billion-word-language-modeling-benchmark-r13output.tar.gz":
+        "01ba60381110baf7f189dfd2b8374de371e8c9a340835793f190bdae9e90a34e",
 }
 
 
