@@ -68,6 +68,8 @@ def test_samples_hold_hypothesis_and_reference_and_bleu_is_sacrebleus(run):
         assert all("\n" not in h for h in hyps)
     nq = [json.loads(x) for x in (out / "samples" / "natural_questions.jsonl").read_text().splitlines()]
     assert [s["line"] for s in nq] == [9, 10, 11] and all("\n" not in s["answer"] and s["golds"] for s in nq)
+    # the example pairs are every prompt's shared prefix: forwarded once, not once per question
+    assert results["tasks"]["natural_questions"]["prefill_tokens"] < 0.5 * sum(s["prompt_tokens"] for s in nq)
 
 
 def test_score_reproduces_the_runs_numbers(run, tmp_path, capsys):
