@@ -130,7 +130,7 @@ SUBCOMMANDS = {
                           _make_random_model_args, _make_random_model),
     "compare": ("merge finished runs into one table beside the paper's (and other references'): "
                 "tidy and Table 3/4 CSVs, scaling plots, Markdown, HTML", report.add_arguments, report.run),
-    "score": ("score an official-format CoQA or TriviaQA predictions file against a gold file, without a model",
+    "score": ("score a generation task's predictions file against a gold file, without a model",
               add_score_arguments, run_score),
     "plan": ("count a run's examples, tokens and FLOPs per size and task, and its lower-bound time on a device "
              "(tokenizer and data only, no weights)", plan.add_arguments, plan.run),

@@ -247,6 +247,38 @@ def table4_rows(cells: list[dict], refs: list[dict]) -> list[dict]:
     return rows
 
 
+# The paper's other experiments, one headline number each: (label, reference key).
+OTHER_EXPERIMENTS = [("Winograd (ACC)", "winograd/acc"), ("CoQA (F1)", "coqa/f1"),
+                     ("CNN/Daily Mail TL;DR (R-AVG)", "cnn_dailymail/tldr_rouge_avg"),
+                     ("WMT-14 Fr-En (BLEU)", "wmt14_fr_en/bleu"), ("WMT-14 En-Fr (BLEU)", "wmt14_en_fr/bleu"),
+                     ("Natural Questions (EM)", "natural_questions/exact_match")]
+OTHER_COLUMNS = ["experiment", "task", "metric", "size", "ours", "paper", "diff", "n_examples", "n_full", "subset",
+                 "variant"]
+
+
+def other_rows(cells: list[dict], refs: list[dict]) -> list[dict]:
+    """The experiments outside Table 3 (Winograd, CoQA, CNN/DM, WMT-14, Natural Questions): one row per
+    experiment, our metric compared with its paper number, and size; every variant of ours gets its
+    own row. A size appears where we have a value or the paper has one (the paper gives these
+    for its largest model only), so an experiment nobody ran still shows the paper's number."""
+    rows = []
+    for label, ref in OTHER_EXPERIMENTS:
+        ours = [c for c in cells if c["reference"] == ref]
+        if not ours:
+            task, metric = ref.split("/")
+            ours = [{"task": task, "metric": metric, "size": size, "variant": "", "ours": None,
+                     "refs": {"paper": {"value": paper_value(refs, ref, size)}}} for size in SIZES]
+        for c in ours:
+            o, paper = c["ours"] or {}, (c["refs"].get("paper") or {}).get("value")
+            if not o and paper is None:
+                continue
+            rows.append({"experiment": label, "task": c["task"], "metric": c["metric"], "size": c["size"],
+                         "ours": o.get("value"), "paper": paper, "diff": diffs(o.get("value"), paper)[0],
+                         "n_examples": o.get("n_examples"), "n_full": o.get("n_full"), "subset": o.get("subset"),
+                         "variant": c["variant"]})
+    return rows
+
+
 def write_rows(path: str | Path, rows: list[dict], columns: list[str] | None = None) -> None:
     """Any list of dicts as a CSV (columns: the given ones, else the first row's keys)."""
     import io as _io

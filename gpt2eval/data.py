@@ -26,6 +26,11 @@ KNOWN_SHA256 = {
     "triviaqa/triviaqa_sample.json": "2f46278e1f4f02ad57c9df690f5facec5e28972f9d15a5300cf8c84af3d201b1",
     "triviaqa/llmfoundry_triviaqa_small.jsonl": "a484b8f1da8b890dab1d1501b0cafac7ffa2c694a9f234125482b103f3c6fa09",
     "cnn_dailymail/frank_cnndm_test_250.jsonl": "95ba1f6f37e3b6347c214ad8f6f65ea8930c2cdbbdd85be04f7d7ffc10ecacac",
+    "nq_open/NQ-open.dev.jsonl": "f15567f38099f3615f5b8a685c0aef449c11ad90d3da3735e8d1b98115b40616",
+    "wmt14/newstest2014-fren-src.fr.sgm": "31f98dd65e89ee6d7c3de9b72709a7e4d3f28171e8c2a81802e11cf6b36f25ed",
+    "wmt14/newstest2014-fren-ref.en.sgm": "c73727c954e92396eb3eed1b2730804a77130c1c3a8bc6a3f5646766fc92a8eb",
+    "wmt14/newstest2014-fren-src.en.sgm": "5521ed9b1d07763c7e8d7ddfc0fda269cd114612a6283bd3836979ea4dd10a26",
+    "wmt14/newstest2014-fren-ref.fr.sgm": "c57025c8a338c642fe3ad0206ddc75d258a5584e1d470b75f37af2fb666d7e93",
     # CBT, Winograd: the shared data folder's files (SOURCES.md); enwik8 and the 1BW archive:
     # huggingface/datasets' pins (datasets/enwik8/dataset_infos.json, datasets/lm1b/urls_checksums).
     "cbt/cbtest_CN_valid_2000ex.SUBSET_1ex.txt": "a04ff14e4696db830a1dc4156a5999fec6f3c13f52cf93f71acfddf98e7b9e86",

@@ -13,15 +13,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .compare import (OURS, TIDY_COLUMNS, diffs, grid, load_references, table3_rows, table4_rows, tidy_rows,
-                      write_rows)
+from .compare import (OTHER_COLUMNS, OURS, TIDY_COLUMNS, diffs, grid, load_references, other_rows, table3_rows,
+                      table4_rows, tidy_rows, write_rows)
 from .errors import UserError
 from .io import write_atomic
 from .sizes import SIZES
 from .plots import render, write_plots
 
 DEFAULT_NAMES = {"csv": "comparison_tidy.csv", "table3_csv": "table3.csv", "table4_csv": "table4.csv",
-                 "markdown": "report.md", "html": "report.html", "plot": "plots"}
+                 "other_csv": "other_experiments.csv", "markdown": "report.md", "html": "report.html", "plot": "plots"}
 
 
 # ---- reading runs --------------------------------------------------------------------------------
@@ -157,6 +157,10 @@ def blocks(winner: dict, cells: list[dict], refs: list[dict], notes: list[str], 
     if any(r["source"] == OURS for r in t4):
         out += [("h2", "Table 4 layout (CNN/Daily Mail)"),
                 ("table", list(t4[0]), [list(map(_cell, r.values())) for r in t4])]
+    other = other_rows(cells, refs)
+    out += [("h2", "The other experiments (Winograd, CoQA, CNN/DM, WMT-14, Natural Questions)"),
+            ("table", OTHER_COLUMNS, [[_cell(r[k]) for k in OTHER_COLUMNS] for r in other]),
+            ("p", "The paper gives these numbers for its largest model (1542M) only.")]
     out += [("h2", "Scaling plots")] + [("img", f"{task} · {metric}", (task, metric)) for task, metric in pngs]
     if not pngs:
         out.append(("p", "(give --plot DIR to draw the scaling plots and link them here)"))
@@ -263,7 +267,7 @@ def select_metrics(records: list[dict], wanted: str | None) -> list[dict]:
     return [r for r in records if r["metric"] in names or f"{r['task']}/{r['metric']}" in names]
 
 
-def write_report(paths: list, *, csv=None, table3_csv=None, table4_csv=None, markdown=None, html=None,
+def write_report(paths: list, *, csv=None, table3_csv=None, table4_csv=None, other_csv=None, markdown=None, html=None,
                  plot=None, reference_dir=None, metrics=None, log=print) -> list[dict]:
     """Merge the runs under `paths`, print the table, write what was asked for; returns the cells."""
     refs = load_references(reference_dir)
@@ -282,6 +286,8 @@ def write_report(paths: list, *, csv=None, table3_csv=None, table4_csv=None, mar
         write_rows(table3_csv, table3_rows(cells, refs))
     if table4_csv:
         write_rows(table4_csv, table4_rows(cells, refs), ["setting", "size", "source", "R-1", "R-2", "R-L", "R-AVG"])
+    if other_csv:
+        write_rows(other_csv, other_rows(cells, refs), OTHER_COLUMNS)
     pngs = render(cells) if (plot or markdown or html) else {}
     png_paths = write_plots(pngs, plot) if plot else {}
     if markdown:
@@ -289,8 +295,8 @@ def write_report(paths: list, *, csv=None, table3_csv=None, table4_csv=None, mar
         write_atomic(markdown, to_markdown(doc, png_paths, Path(markdown).resolve().parent))
     if html:
         write_atomic(html, to_html(blocks(winner, cells, refs, notes, pngs), pngs))
-    if any((csv, table3_csv, table4_csv, markdown, html, plot)):
-        log("wrote " + ", ".join(str(p) for p in (csv, table3_csv, table4_csv, markdown, html, plot) if p))
+    if any((csv, table3_csv, table4_csv, other_csv, markdown, html, plot)):
+        log("wrote " + ", ".join(str(p) for p in (csv, table3_csv, table4_csv, other_csv, markdown, html, plot) if p))
     return cells
 
 
@@ -306,6 +312,8 @@ def add_arguments(p) -> None:
     p.add_argument("--csv", metavar="FILE", help="tidy CSV: one row per task, metric, size and source")
     p.add_argument("--table3-csv", metavar="FILE", help="wide CSV laid out like the paper's Table 3")
     p.add_argument("--table4-csv", metavar="FILE", help="wide CSV laid out like the paper's Table 4 (CNN/DM)")
+    p.add_argument("--other-csv", metavar="FILE", help="CSV of the other experiments: Winograd, CoQA, CNN/DM, "
+                   "WMT-14, Natural Questions, ours beside the paper's")
     p.add_argument("--markdown", metavar="FILE", help="Markdown summary (links the plots when --plot is given)")
     p.add_argument("--html", metavar="FILE", help="self-contained HTML page, plots embedded")
     p.add_argument("--plot", metavar="DIR", help="one PNG per task and metric, against parameter count")

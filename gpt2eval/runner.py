@@ -17,7 +17,7 @@ from .compare import comparison_rows, format_table, load_references, write_csv
 from .data import DataSource
 from .engine import Engine
 from .errors import UserError
-from .io import write_json, write_jsonl
+from .io import write_atomic, write_json, write_jsonl
 from .model import load
 from .sizes import SIZES
 from .task import Task
@@ -159,8 +159,8 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
     for row in scored.samples:
         row.setdefault("subset", subset)
     write_jsonl(out / "samples" / f"{task.name}.jsonl", scored.samples)
-    for relpath, obj in scored.files.items():
-        write_json(out / relpath, obj)
+    for relpath, obj in scored.files.items():  # a str is written as plain text (e.g. one segment per line)
+        write_atomic(out / relpath, obj) if isinstance(obj, str) else write_json(out / relpath, obj)
     log(f"{task.name}: {len(examples)}/{ds.n_full} examples{' (SUBSET)' if subset else ''}, "
         f"{len(requests)} requests, {wall:.1f}s, " + ", ".join(f"{k}={v:.4g}" for k, v in scored.metrics.items()))
     return {"metrics": scored.metrics,

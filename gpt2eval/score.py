@@ -1,8 +1,12 @@
-"""`run_eval.py score`: score an official-format predictions file against a gold file, no model.
+"""`run_eval.py score`: score a predictions file against a gold file, no model, for every
+generation task.
 
-The metrics are computed by the same functions, in the same order, as the coqa and triviaqa
-tasks, so scoring a run's predictions file against the run's gold data gives the run's numbers
-exactly, and predictions of any other system are scored identically.
+The metrics are computed by the same functions, in the same order, as the tasks, so scoring a
+run's predictions file against the run's gold data gives the run's numbers exactly, and
+predictions of any other system are scored identically. Formats: CoQA and TriviaQA, the official
+ones; Natural Questions, the NQ-open JSONL and a JSON object from question to answer; WMT-14,
+plain text, one segment per line (sacrebleu's convention); CNN/Daily Mail, a JSONL of articles
+(`id` and `reference`, `reference_tokenized` or `highlights`) and a JSON object from id to summary.
 """
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .data import read_json, sha256_of
+from .data import read_json, read_jsonl, read_text, sha256_of
 from .errors import DataError, UserError
 from .io import write_json
-from .metrics import coqa, triviaqa
+from .metrics import coqa, squad, triviaqa
+from .metrics.bleu import corpus_bleu
 
 
 def score_coqa(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
@@ -58,15 +63,63 @@ def score_triviaqa(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
                                                                           "n_missing": scores["n_missing"]}
 
 
-SCORERS = {"coqa": score_coqa, "triviaqa": score_triviaqa}
+def _answers_by_key(pred_path: Path, what: str) -> dict:
+    preds = read_json(pred_path)
+    if not isinstance(preds, dict) or not all(isinstance(v, str) for v in preds.values()):
+        raise DataError(f"{pred_path}: not a predictions file; expected a JSON object from {what} to answer string")
+    return preds
+
+
+def score_natural_questions(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
+    gold = squad.read_nq_open(gold_path)  # as the natural_questions task reads it
+    preds = _answers_by_key(pred_path, "question text")
+    found = [q for q in gold if q["question"] in preds]
+    em = sum(squad.best_exact_match(preds[q["question"]], q["answers"]) for q in found)
+    f1 = sum(squad.best_f1(preds[q["question"]], q["answers"]) for q in found)
+    return ({"exact_match": 100 * em / len(gold), "f1": 100 * f1 / len(gold)},
+            {"n_gold": len(gold), "n_missing": len(gold) - len(found)})
+
+
+def read_lines(path: Path) -> list[str]:
+    """One segment per line, as sacrebleu reads a file: split at newlines, the final one optional."""
+    lines = read_text(path).split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+def score_translation(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
+    refs, hyps = read_lines(gold_path), read_lines(pred_path)
+    if len(refs) != len(hyps):
+        raise DataError(f"{pred_path} has {len(hyps)} lines but {gold_path} has {len(refs)}; give one translation "
+                        "per reference segment, one segment per line, in the same order")
+    bleu, signature = corpus_bleu(hyps, refs)
+    return {"bleu": bleu}, {"n_segments": len(refs), "bleu_signature": signature}
+
+
+def score_summaries(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
+    from .metrics.summarization import aggregate_rouge, detokenize_ptb, rouge_scores
+    gold = {}
+    for n, row in enumerate(read_jsonl(gold_path, required=("id",)), 1):
+        ref = row.get("reference") or row.get("highlights") or detokenize_ptb(row.get("reference_tokenized") or "")
+        if not ref:  # the cnn_dailymail task de-tokenizes FRANK's PTB-tokenized references the same way
+            raise DataError(f"{gold_path}, article {n}: no 'reference', 'highlights' or 'reference_tokenized' text")
+        gold[str(row["id"])] = ref
+    preds = _answers_by_key(pred_path, "article id")
+    scores = aggregate_rouge([rouge_scores(preds.get(i, ""), ref) for i, ref in gold.items()])
+    return scores, {"n_gold": len(gold), "n_missing": sum(i not in preds for i in gold)}
+
+
+SCORERS = {"coqa": score_coqa, "triviaqa": score_triviaqa, "natural_questions": score_natural_questions,
+           "wmt14_fr_en": score_translation, "wmt14_en_fr": score_translation, "cnn_dailymail": score_summaries}
 
 
 def add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, choices=sorted(SCORERS), help="which task's metrics")
     p.add_argument("--gold", required=True, help="gold file: the CoQA dev JSON; a TriviaQA JSON ({'Data': [...]}) "
-                   "or llm-foundry JSONL")
-    p.add_argument("--predictions", required=True, help="predictions in the official format (what a run writes "
-                   "to predictions/<task>.json)")
+                   "or llm-foundry JSONL; the NQ-open JSONL; WMT-14 references, plain text, one per line; CNN/DM "
+                   "articles as JSONL with id and reference")
+    p.add_argument("--predictions", required=True, help="predictions (what a run writes to predictions/<task>.*): "
+                   "CoQA's and TriviaQA's official formats; for natural_questions a JSON object question -> answer; "
+                   "for WMT-14 plain text, one translation per line; for cnn_dailymail a JSON object id -> summary")
     p.add_argument("--output", default=None, help="folder to write results.json to")
 
 

@@ -37,7 +37,8 @@ class Metric:
 
 @dataclass
 class Scored:
-    """A task's verdict: metrics, one sample row per example, and extra files (path -> JSON object)."""
+    """A task's verdict: metrics, one sample row per example, and extra files (path -> JSON object, or a
+    str written as plain text)."""
     metrics: dict[str, float]
     samples: list[dict] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
@@ -110,8 +111,31 @@ def discover(include_paths: list[str] = ()) -> dict[str, type[Task]]:
     return found
 
 
+# Every zero-shot experiment of the GPT-2 paper (`--tasks paper`): Table 3's nine datasets (LAMBADA
+# also with OpenAI's described preprocessing), then Winograd, CoQA, CNN/Daily Mail (Table 4), WMT-14
+# both ways and Natural Questions. Not here: TriviaQA (the paper reports no TriviaQA number) and
+# the protocol-variant tasks of experiments already listed (ptb_n_digit, wikitext*_per_article,
+# coqa_lm_eval_prompt), which run by name.
+PAPER_TASKS = ("lambada", "lambada_openai_preprocessed", "cbt_cn", "cbt_ne", "wikitext2", "ptb", "enwik8", "text8",
+               "wikitext103", "1bw", "winograd", "coqa", "cnn_dailymail", "wmt14_fr_en", "wmt14_en_fr",
+               "natural_questions")
+
+
+def expand(names: list[str]) -> list[str]:
+    """Task names with "paper" replaced by PAPER_TASKS; each name once, first mention first."""
+    out = []
+    for n in names:
+        out += PAPER_TASKS if n == "paper" else [n]
+    return list(dict.fromkeys(out))
+
+
 def select(names: list[str], include_paths: list[str] = ()) -> list[Task]:
     available = discover(include_paths)
+    missing_paper = [n for n in PAPER_TASKS if n not in available] if "paper" in names else []
+    if missing_paper:
+        raise UserError(f"--tasks paper needs the task(s) {', '.join(missing_paper)}, which this installation "
+                        "lacks; install a gpt2eval that has them, or list the tasks you want instead of 'paper'")
+    names = expand(names)
     unknown = [n for n in names if n not in available]
     if unknown:
         raise UserError(f"unknown task(s) {', '.join(unknown)}; available: {', '.join(sorted(available))} "

@@ -186,7 +186,7 @@ def test_plots_markdown_and_html(runs, tmp_path):
     assert html.count("data:image/png;base64,") == len(pngs) and 'src="plots/' not in html
     assert "Table 3 layout" in html and "lm-evaluation-harness issue 2159" in html
     assert {p.name for p in out.iterdir()} == {"plots", "report.md", "report.html", "comparison_tidy.csv",
-                                              "table3.csv", "table4.csv"}
+                                              "table3.csv", "table4.csv", "other_experiments.csv"}
 
 
 def test_compare_rejects_a_folder_without_runs(tmp_path, capsys):

@@ -1,0 +1,154 @@
+"""WMT-14 English-French translation, newstest2014, both directions (the paper's Section 3.7).
+
+Data: the official SGML test files `wmt14/newstest2014-fren-{src,ref}.{en,fr}.sgm` (3,003
+segments; src.fr + ref.en is French->English, src.en + ref.fr English->French; sacrebleu's
+`wmt14` fr-en), else the hub's wmt/wmt14 `fr-en` test split. SGML: one `<seg id=N>` per line
+inside `<doc>`; XML's five entities and numeric character references are unescaped (a bare `&`,
+as in "S&P", is text); whitespace is collapsed as sacrebleu does. On these files the segments are
+exactly sacrebleu's. Anything else is one error naming the file and the line.
+Prompt (the paper: "a context of example pairs of the format english sentence = french sentence
+and then after a final prompt of english sentence ="; French->English the other way round):
+    {source} = {target}\\n  (x 5)  then  {source} =
+Example pairs (not in the paper; a test segment is never its own example): the first N_SHOTS = 5
+pairs of newstest2013 (the hub's wmt/wmt14 fr-en `validation`) when read from the hub; offline
+the first 5 newstest2014 segments, which are then left out of scoring (n_full = 2,998).
+Decoding: greedy, at most 16 + len(source) x R new tokens, R = 1/3 (fr->en) or 2/3 (en->fr), source
+length in characters: every newstest2014 reference and its newline fits, with at least 13% to
+spare (measured with the GPT-2 tokenizer); a random model, which never stops, stays cheap.
+"The first generated sentence is the translation": `bleu` takes the first generated line (the
+pairs are one per line), stripped; `bleu_first_sentence` cuts that line again at its first
+sentence end (pysbd, the target language), the literal reading, which drops the rest of a
+multi-sentence segment. Both are compared with the paper's BLEU.
+Metric: sacrebleu corpus BLEU, its defaults (13a tokenization); the signature goes in `extra`.
+predictions/<task>.txt and references/<task>.txt (one segment per line) are what
+`run_eval.py score --task <task>` takes. The example pairs are every prompt's shared `prefix`.
+"""
+import html
+import re
+from functools import lru_cache
+
+from gpt2eval.data import Dataset, read_text, sha256_text
+from gpt2eval.errors import DataError
+from gpt2eval.metrics.bleu import corpus_bleu
+from gpt2eval.requests import Generation
+from gpt2eval.task import Metric, Scored, Task
+
+HUB = ("wmt/wmt14", "fr-en")
+N_SHOTS = 5
+SEG = re.compile(r'<seg id="?(\d+)"?>(.*)</seg>\s*$')
+ENTITY = re.compile(r"&(amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);")
+OTHER_TAGS = re.compile(r"\s*(</?(srcset|refset|tstset|p|hl)\b[^>]*>)?\s*$")
+SGML_FORMAT = "WMT SGML: <doc ...> lines holding one <seg id=\"N\">text</seg> per line, then </doc>"
+
+
+def read_sgml(path) -> list[tuple[str, str]]:
+    """((docid/segid), text) of every segment of a WMT SGML file, in file order."""
+    segments, doc = [], None
+    for n, line in enumerate(read_text(path).split("\n"), 1):
+        stripped = line.strip()
+        if stripped.startswith("<doc "):
+            docid = re.search(r'docid="([^"]*)"', stripped)
+            doc = docid.group(1) if docid else f"doc{n}"
+        elif stripped == "</doc>":
+            doc = None
+        elif stripped.startswith("<seg"):
+            m = SEG.match(stripped)
+            if not m or doc is None:
+                raise DataError(f"{path}, line {n}: " + ("a <seg> outside any <doc>" if m else
+                                "not a complete <seg id=\"N\">...</seg> line") + f"; expected {SGML_FORMAT}")
+            text = ENTITY.sub(lambda e: html.unescape(e.group(0)), m.group(2))
+            segments.append((f"{doc}/{m.group(1)}", re.sub(r"\s+", " ", text.strip())))
+        elif not OTHER_TAGS.match(line):
+            raise DataError(f"{path}, line {n}: unexpected text {stripped[:60]!r}; expected {SGML_FORMAT}")
+    if not segments:
+        raise DataError(f"{path}: no <seg> elements; expected {SGML_FORMAT}")
+    return segments
+
+
+@lru_cache(maxsize=2)
+def _segmenter(lang: str):
+    import pysbd
+    return pysbd.Segmenter(language=lang, clean=False)
+
+
+def first_sentence(text: str, lang: str) -> str:
+    sentences = _segmenter(lang).segment(text) if text.strip() else []
+    return sentences[0].strip() if sentences else ""
+
+
+class WMT14(Task):
+    src, tgt = "", ""
+    new_tokens_per_char = 1.0  # the generation budget per character of the source sentence
+
+    def load(self, data):
+        relpaths = f"wmt14/newstest2014-fren-src.{self.src}.sgm", f"wmt14/newstest2014-fren-ref.{self.tgt}.sgm"
+        paths = [data.find(p) for p in relpaths]
+        if all(paths):
+            src, ref = read_sgml(paths[0]), read_sgml(paths[1])
+            if [i for i, _ in src] != [i for i, _ in ref]:
+                raise DataError(f"{paths[0]} and {paths[1]}: the segments do not align (different docid/seg ids)")
+            pairs = [(i, s, r) for (i, s), (_, r) in zip(src, ref)]
+            shots, scored = pairs[:N_SHOTS], pairs[N_SHOTS:]
+            source = {**data.file_source(paths[0], relpaths[0]), "reference": data.file_source(paths[1], relpaths[1]),
+                      "examples_from": f"newstest2014 segments 1-{N_SHOTS} (not scored)"}
+        else:
+            rows = data.hub(*HUB, "test")
+            scored = [(f"test/{i + 1}", r["translation"][self.src], r["translation"][self.tgt]) for i, r in enumerate(rows)]
+            shots = [(None, r["translation"][self.src], r["translation"][self.tgt])
+                     for r in list(data.hub(*HUB, "validation"))[:N_SHOTS]]
+            source = {**data.hub_source(*HUB, "test", rows), "examples_from": f"newstest2013 (validation) 1-{N_SHOTS}"}
+        source["examples"] = [[s, t] for _, s, t in shots]
+        text = "".join(f"{s} = {t}\n" for _, s, t in shots)
+        return Dataset([{"id": i, "source": s, "reference": r, "shots": text} for i, s, r in scored],
+                       n_full=len(scored), source=source)
+
+    def requests(self, examples):
+        return [Generation(f"{ex['shots']}{ex['source']} =", self.budget(ex["source"]), stop=("\n",),
+                           prefix=ex["shots"], truncate="left", seed_key=f"{self.name}/{ex['id']}")
+                for ex in examples]
+
+    def budget(self, source: str) -> int:
+        return 16 + int(len(source) * self.new_tokens_per_char)
+
+    def score(self, examples, results):
+        hyps = [r.text.strip() for r in results]
+        firsts = [first_sentence(h, self.tgt) for h in hyps]
+        refs = [ex["reference"] for ex in examples]
+        samples = [{"id": ex["id"], "source": ex["source"], "reference": ex["reference"], "generated": r.raw_text,
+                    "hypothesis": h, "hypothesis_first_sentence": f, "stopped_by": r.stopped_by,
+                    "prompt_sha256": sha256_text(f"{ex['shots']}{ex['source']} ="), "prompt_tokens": r.prompt_tokens,
+                    "truncated_tokens": r.truncated_tokens} for ex, r, h, f in zip(examples, results, hyps, firsts)]
+        bleu, signature = corpus_bleu(hyps, refs)
+        bleu_first, _ = corpus_bleu(firsts, refs)
+        extra = {"bleu_signature": signature, "n_truncated": sum(r.truncated_tokens > 0 for r in results),
+                 "n_hit_length_limit": sum(r.stopped_by == "length" for r in results)}
+        files = {f"predictions/{self.name}.txt": "".join(h + "\n" for h in hyps),
+                 f"references/{self.name}.txt": "".join(r + "\n" for r in refs)}
+        return Scored({"bleu": bleu, "bleu_first_sentence": bleu_first}, samples, extra, files)
+
+
+def _metrics(task: str) -> dict:
+    return {"bleu": Metric(f"{task}/bleu", "sacrebleu 13a, first generated line"),
+            "bleu_first_sentence": Metric(f"{task}/bleu", "sacrebleu 13a, first sentence of the first line (pysbd)")}
+
+
+PROTOCOL = {
+    "examples": f"{N_SHOTS} pairs: newstest2013 1-{N_SHOTS} (hub), else newstest2014 segments 1-{N_SHOTS}, then "
+                "left out of scoring (local files)",
+    "prompt": "'{source} = {target}\\n' per example pair, then '{source} ='",
+    "decoding": "greedy, <= 16 + len(source chars) x R new tokens (R = 1/3 fr->en, 2/3 en->fr), stop at the first "
+                "newline; bleu: that line, stripped; bleu_first_sentence: its first pysbd sentence",
+    "metric": "sacrebleu corpus BLEU, defaults (13a tokenization, mixed case, exp smoothing); signature in extra",
+}
+
+
+class WMT14FrEn(WMT14):
+    name, src, tgt, new_tokens_per_char = "wmt14_fr_en", "fr", "en", 1 / 3
+    description = "WMT-14 newstest2014 French->English: 5 'fr = en' pairs + 'fr =', greedy, sacrebleu BLEU"
+    metrics, protocol = _metrics("wmt14_fr_en"), PROTOCOL
+
+
+class WMT14EnFr(WMT14):
+    name, src, tgt, new_tokens_per_char = "wmt14_en_fr", "en", "fr", 2 / 3
+    description = "WMT-14 newstest2014 English->French: 5 'en = fr' pairs + 'en =', greedy, sacrebleu BLEU"
+    metrics, protocol = _metrics("wmt14_en_fr"), PROTOCOL
