@@ -100,7 +100,7 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
         lm = load(model_id, device=cfg.device, dtype=cfg.dtype)
         model_cache = cache.for_model(lm.fingerprint) if cache is not None else None
         engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed, progress=cfg.progress,
-                        cache=model_cache, log=log)
+                        cache=model_cache, log=log, budgets=previous_budgets(out, lm))
         for task in cfg.tasks:  # all checked before any runs: never fail after hours of another task
             if engine.window < task.min_context:
                 raise UserError(f"model {model_id} has a {engine.window}-token context but task {task.name} "
@@ -113,7 +113,10 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
                    "tasks": {}}
         for task in cfg.tasks:
             results["tasks"][task.name] = run_task(task, datasets[task.name], engine, cfg.limit, out, log)
+            results["engine"] = engine.describe()  # token budgets (computed once per run) and caps
             write_json(out / "results.json", results)
+        del engine, lm, model_cache  # the next size loads into the memory this one held
+        free_device_memory()
         rows = comparison_rows(results, refs)
         write_csv(out / "comparison.csv", rows)
         log(f"\n{model_id}: results in {out}\n" + format_table(rows))
@@ -124,6 +127,28 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
         from .report import write_report_folder  # merged tables, plots, report.md / .html beside the runs
         write_report_folder(cfg.output, log)
     return all_results
+
+
+def previous_budgets(out: Path, lm) -> dict | None:
+    """The token budgets an earlier run of these weights on this device recorded in the same output
+    folder: a resumed run batches as the first did (its cached answers are then those it would compute)."""
+    import json
+    try:
+        old = json.loads((out / "results.json").read_text())
+        if old["model"]["fingerprint"] == lm.fingerprint and old["model"]["device"] == lm.device:
+            return old["engine"]["token_budgets"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def free_device_memory() -> None:
+    import gc
+
+    import torch
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log) -> dict:
@@ -153,4 +178,9 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log) 
             "items_cached": engine.stats["items_cached"] - before["items_cached"],
             "items_computed": engine.stats["items_computed"] - before["items_computed"],
             "oom_retries": engine.stats["oom_retries"] - before["oom_retries"],
-            "prefill_tokens": engine.stats["prefill_tokens"] - before["prefill_tokens"]}
+            "prefill_tokens": engine.stats["prefill_tokens"] - before["prefill_tokens"],
+            # every position run through the model = prompt positions (scoring + prefill) + decode steps;
+            # unique_prompt_tokens: the prefix tree of the task's prompts (every shared prefix once)
+            "decode_tokens": engine.stats["decode_tokens"] - before["decode_tokens"],
+            "prompt_tokens_forwarded": tokens - (engine.stats["decode_tokens"] - before["decode_tokens"]),
+            "unique_prompt_tokens": engine.stats["unique_prompt_tokens"] - before["unique_prompt_tokens"]}
