@@ -92,7 +92,8 @@ def test_device_check_quick_mode_runs_every_step(tmp_path):
     report = json.loads(out.read_text())
     assert [r["dtype"] for r in report["correctness"]] == ["float32", "bfloat16"]
     assert all(r["ok"] for r in report["correctness"])
-    assert report["correctness"][0]["max_abs_logprob_diff"] < 1e-4 and report["correctness"][0]["greedy_flips"] == 0
+    f32 = report["correctness"][0]
+    assert f32["max_abs_logprob_diff"] < 1e-4 and f32["greedy_flips"] == 0 and f32["same_decodes"] == 1.0
     assert [m["size"] for m in report["sizes"]] == ["small", "medium", "large", "xl"]
     for m in report["sizes"]:
         assert m["score_window_tok_s"] > 0 and m["decode_step_s"] > 0 and m["budgets"]["score"] > 0
