@@ -151,18 +151,21 @@ class Engine:
                                   [prompts[j].ids for j, _ in part], seed=self.seed, stats=self.stats,
                                   suppress_memo=self.suppress_memo, seeds=[seed for _, seed in part])
 
-        def flush():
-            for batch in self.scheduler.batches(list(pending), shape, "generate"):
+        def flush(final: bool = True):
+            batches = list(self.scheduler.batches(list(pending), shape, "generate"))
+            pending.clear()
+            if not final:  # the last batch may still fill up with the next scoring batch's seeds
+                pending.extend(batches.pop())
+            for batch in batches:
                 fresh = {keys[j]: res for (j, _), res in
                          zip(batch, self.scheduler.split_on_oom(batch, decode, "generate", shape))}
                 answered.update(fresh)
                 self.scheduler.store(fresh, vars)
-            pending.clear()
 
         def on_seeds(seeds: dict) -> None:
             pending.extend((j, seed) for k, seed in seeds.items() for j in paired[k])
             if sum(shape(row)[0][1] for row in pending) >= self.scheduler.limit("generate"):
-                flush()
+                flush(final=False)
         return keep, on_seeds, flush
 
     def suppressed_ids(self, words: tuple[str, ...]) -> list[int]:
