@@ -10,12 +10,12 @@ whole (tested). Which prompts form a batch, and which prefix they share, is sche
 """
 from __future__ import annotations
 
-import inspect
 import time
 
 import torch
 
 from .encode import example_seed
+from .forward import cache_kw, cache_layers, cache_of, make_cache
 from .requests import Generation, GenerationResult
 
 
@@ -37,25 +37,7 @@ def suppressed_ids(tokenizer, words: tuple[str, ...], memo: dict, mode: str = "w
     return memo[key]
 
 
-def _cache_kw(model) -> str:
-    """transformers 5.x renamed `past_key_values` to `cache`; accept either."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def _cache_of(out):
-    return out["cache"] if "cache" in out else out["past_key_values"]
-
-
-def _choose(logits: torch.Tensor, req: Generation, gen: torch.Generator | None, banned: list[int]) -> int:
-    d = req.decoding
-    if banned:
-        logits = logits.clone()
-        logits[banned] = float("-inf")
-    if d.greedy:
-        return int(logits.argmax())
-    top = torch.topk(logits / d.temperature, d.top_k)
-    pick = torch.multinomial(torch.softmax(top.values, -1).cpu(), 1, generator=gen)
-    return int(top.indices[pick.item()])
+_cache_kw, _cache_of = cache_kw, cache_of
 
 
 def _left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,12 +51,25 @@ def _left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tens
     return ids, mask
 
 
+def padded_cache(rows: list[list]):
+    """A cache whose row b holds rows[b] (per layer (k, v) [heads, n_b, head_dim]), left-padded with
+    zeros to the longest, and the mask of its real positions."""
+    width = max(r[0][0].shape[1] for r in rows)
+
+    def stack(layer: int, kv: int) -> torch.Tensor:  # [batch, heads, width, dim]: zeros left of each row
+        return torch.stack([torch.nn.functional.pad(r[layer][kv], (0, 0, width - r[layer][kv].shape[1], 0))
+                            for r in rows])
+    data = [(stack(layer, 0), stack(layer, 1)) for layer in range(len(rows[0]))]
+    mask = torch.tensor([[0] * (width - r[0][0].shape[1]) + [1] * r[0][0].shape[1] for r in rows],
+                        device=data[0][0].device)
+    return make_cache(data), mask
+
+
 def _shared_cache(model, eot: int, stats: dict, shared: list[tuple[int, ...]], memo: dict):
-    """A cache whose row b holds the keys/values of prefix shared[b], left-padded with zeros to
-    the longest, and the mask of its real positions. Prefixes found in `memo` (those of the
-    previous batch: a story's turns are adjacent) are not forwarded again; the others are
-    forwarded once each, in one left-padded batch. `memo` is left holding this batch's prefixes."""
-    from transformers import DynamicCache
+    """A cache whose row b holds the keys/values of prefix shared[b] (`padded_cache`). Prefixes
+    found in `memo` (those of the previous batch: a story's turns are adjacent) are not forwarded
+    again; the others are forwarded once each, in one left-padded batch. `memo` is left holding
+    this batch's prefixes."""
     distinct = list(dict.fromkeys(shared))
     new = [p for p in distinct if p not in memo]
     if new:
@@ -82,78 +77,126 @@ def _shared_cache(model, eot: int, stats: dict, shared: list[tuple[int, ...]], m
         ids, mask = (t.to(device) for t in _left_pad([list(p) for p in new], eot))
         out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                     use_cache=True, logits_to_keep=1)
-        layers = [(layer[0], layer[1]) for layer in _cache_of(out)]
+        layers = cache_layers(_cache_of(out))
         for g, p in enumerate(new):  # each prefix's real positions: the last len(p), after its padding
             memo[p] = [(k[g, :, -len(p):], v[g, :, -len(p):]) for k, v in layers]
         stats["prefill_tokens"] += sum(len(p) for p in new)
         stats["tokens_forwarded"] += sum(len(p) for p in new)
     for p in [p for p in memo if p not in distinct]:
         del memo[p]
-    width = max(len(p) for p in distinct)
+    return padded_cache([memo[p] for p in shared])
 
-    def rows(layer: int, kv: int) -> torch.Tensor:  # [batch, heads, width, dim]: zeros left of each prefix
-        return torch.stack([torch.nn.functional.pad(memo[p][layer][kv], (0, 0, width - len(p), 0)) for p in shared])
-    data = [(rows(layer, 0), rows(layer, 1)) for layer in range(len(memo[distinct[0]]))]
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in shared], device=data[0][0].device)
-    if hasattr(DynamicCache, "from_legacy_cache"):  # transformers 4.x
-        return DynamicCache.from_legacy_cache(tuple(data)), mask
-    return DynamicCache(data), mask
+
+class Chooser:
+    """The next token of every row at once: suppressed words masked as one [rows, vocab] tensor,
+    one argmax for the greedy rows, one top-k for the sampled ones, one copy to the host.
+
+    A sampled row draws one uniform number per step from its own generator, seeded by (run seed,
+    seed_key), and takes the first of its top-k tokens whose cumulative probability exceeds it:
+    the same sample whatever batch the example is in. Only those draws are per row, on the host."""
+
+    def __init__(self, reqs: list[Generation], tokenizer, seed: int, suppress_memo: dict, vocab: int, device):
+        self.device = device
+        self.gens = [None if r.decoding.greedy else torch.Generator().manual_seed(example_seed(seed, r.seed_key))
+                     for r in reqs]
+        self.sampled = [b for b, g in enumerate(self.gens) if g is not None]
+        self.ban = None
+        if any(r.decoding.suppress_words for r in reqs):
+            ban = torch.zeros((len(reqs), vocab), dtype=torch.bool)
+            for b, r in enumerate(reqs):
+                if r.decoding.suppress_words:
+                    ban[b, suppressed_ids(tokenizer, r.decoding.suppress_words, suppress_memo,
+                                       r.decoding.suppress_mode)] = True
+            self.ban = ban.to(device)
+        if self.sampled:
+            ks = [reqs[b].decoding.top_k for b in self.sampled]
+            self.k_max = max(ks)
+            self.beyond_k = (torch.arange(self.k_max)[None, :] >= torch.tensor(ks)[:, None]).to(device)
+            self.temperature = torch.tensor([[reqs[b].decoding.temperature] for b in self.sampled],
+                                            dtype=torch.float32).to(device)
+            self.sampled_rows = torch.tensor(self.sampled).to(device)
+            self.greedy_rows = torch.tensor([g is None for g in self.gens]).to(device)
+
+    def __call__(self, logits: torch.Tensor, active: list[bool]) -> list[int]:
+        logits = logits.float()
+        if self.ban is not None:
+            logits = logits.masked_fill(self.ban[:logits.shape[0]], float("-inf"))
+        pick = logits.argmax(dim=-1)
+        if self.sampled:
+            top = torch.topk(logits[self.sampled_rows] / self.temperature, self.k_max)
+            probs = torch.softmax(top.values.masked_fill(self.beyond_k, float("-inf")), dim=-1)
+            u = torch.tensor([float(torch.rand(1, generator=self.gens[b])) if active[b] else 0.0
+                              for b in self.sampled], dtype=torch.float32).to(self.device)
+            at = (probs.cumsum(-1) < u[:, None]).sum(-1).clamp(max=self.k_max - 1)
+            sampled = top.indices.gather(1, at[:, None]).squeeze(1)
+            pick = pick.index_put((self.sampled_rows,), sampled)
+        return pick.cpu().tolist()  # the step's one device-to-host copy
 
 
 @torch.inference_mode()
 def generate_batch(model, tokenizer, reqs: list[Generation], ctxs: list[list[int]], n_shared: list[int] | None = None,
-                   memo: dict | None = None, *, seed: int, stats: dict, suppress_memo: dict) -> list[GenerationResult]:
+                   memo: dict | None = None, *, seed: int, stats: dict, suppress_memo: dict,
+                   seeds: list | None = None) -> list[GenerationResult]:
     """Decode a batch in lock-step. Row b's first n_shared[b] ids are a prefix shared with other
     requests: its keys/values come from _shared_cache, and the row feeds only the rest of its
     prompt, laid out as [padding | prefix | padding | rest] with every padding masked and the
-    positions counting real tokens only. Either every row shares a prefix or none does."""
+    positions counting real tokens only. Either every row shares a prefix or none does.
+
+    seeds (optional): per row, its whole prompt's keys/values and the next-token logits after it
+    (forward.score_batch's `keep`, from a log-likelihood forward over the same context): then no
+    prompt token is forwarded again."""
     device, eot, tok = next(model.parameters()).device, tokenizer.eos_token_id, tokenizer
     n_shared = n_shared or [0] * len(ctxs)
     if any(n_shared) and not all(n_shared):
         raise ValueError("a batch mixes rows with and without a shared prefix")
     t0 = time.perf_counter()
     cache_kw = _cache_kw(model)
-    rests = [c[n:] for c, n in zip(ctxs, n_shared)]
-    ids, mask = _left_pad(rests, eot)
-    ids, mask = ids.to(device), mask.to(device)
-    prior = {}
-    if any(n_shared):
-        past, prefix_mask = _shared_cache(model, eot, stats, [tuple(c[:n]) for c, n in zip(ctxs, n_shared)],
-                                          {} if memo is None else memo)
-        prior = {cache_kw: past}
-        mask = torch.cat([prefix_mask, mask], dim=1)
-    gens = [None if r.decoding.greedy else torch.Generator().manual_seed(example_seed(seed, r.seed_key))
-            for r in reqs]
-    banned = [suppressed_ids(tok, r.decoding.suppress_words, suppress_memo, r.decoding.suppress_mode)
-              if r.decoding.suppress_words else [] for r in reqs]
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
-                **prior)
+    if seeds is not None:
+        past, mask = padded_cache([kv for kv, _ in seeds])
+        logits = torch.stack([first for _, first in seeds])
+        positions = (mask.cumsum(-1) - 1)[:, -1:]
+        rests = []
+    else:
+        rests = [c[n:] for c, n in zip(ctxs, n_shared)]
+        ids, mask = _left_pad(rests, eot)
+        ids, mask = ids.to(device), mask.to(device)
+        prior = {}
+        if any(n_shared):
+            past, prefix_mask = _shared_cache(model, eot, stats, [tuple(c[:n]) for c, n in zip(ctxs, n_shared)],
+                                              {} if memo is None else memo)
+            prior = {cache_kw: past}
+            mask = torch.cat([prefix_mask, mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                    **prior)
+        logits, past = out.logits[:, -1, :], _cache_of(out)
+    choose = Chooser(reqs, tok, seed, suppress_memo, logits.shape[-1], device)
     new = [[] for _ in reqs]
     results: list[GenerationResult | None] = [None] * len(reqs)
+    decoded = 0
     for step in range(max(r.max_new_tokens for r in reqs)):
-        logits = out.logits[:, -1, :].float()
-        nxt = []
+        nxt = choose(logits, [res is None for res in results])
         for b, r in enumerate(reqs):
             if results[b] is not None:
-                nxt.append(eot)
+                nxt[b] = eot
                 continue
-            t = _choose(logits[b], r, gens[b], banned[b])
-            nxt.append(t)
-            if t == eot:
+            if nxt[b] == eot:
                 results[b] = _finish(tok, new[b], r, "eos")
                 continue
-            new[b].append(t)
+            new[b].append(nxt[b])
             results[b] = _check_stop(tok, new[b], r)
         if all(res is not None for res in results):
             break
+        decoded += sum(res is None for res in results)  # positions of rows still decoding
         mask = torch.cat([mask, mask.new_ones((len(reqs), 1))], dim=1)
         positions = positions[:, -1:] + 1
-        out = model(input_ids=torch.tensor(nxt, device=device)[:, None], attention_mask=mask,
-                    position_ids=positions, use_cache=True, **{cache_kw: _cache_of(out)})
+        out = model(input_ids=torch.tensor(nxt)[:, None].to(device), attention_mask=mask,
+                    position_ids=positions, use_cache=True, **{cache_kw: past})
+        logits, past = out.logits[:, -1, :], _cache_of(out)
     stats["forward_s"] += time.perf_counter() - t0
-    stats["tokens_forwarded"] += sum(len(c) for c in rests) + sum(len(n) for n in new)
+    stats["tokens_forwarded"] += sum(len(c) for c in rests) + decoded
     stats["prefill_tokens"] += sum(len(c) for c in rests)
+    stats["decode_tokens"] = stats.get("decode_tokens", 0) + decoded
     stats["items_computed"] += len(reqs)
     return [res or _finish(tok, new[b], reqs[b], "length") for b, res in enumerate(results)]
 

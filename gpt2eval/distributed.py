@@ -94,6 +94,9 @@ class Workers:
         rank_file = self.files[0]
         engine.cache = WorkerCache(self, engine.cache, rank_file.for_model(fingerprint))
         engine.scheduler.share = Share(self, fingerprint)
+        # A decode continued from a scoring forward would be computed by whichever worker scored its
+        # item, outside the dealt generation batches: under torchrun every prompt is prefilled instead.
+        engine.share_context = False
         if self.free_memory is not None and engine.device.type == "cuda":
             weights = sum(p.numel() * p.element_size() for p in engine.model.parameters())
             engine.scheduler.free_memory = max(0, self.free_memory - weights)

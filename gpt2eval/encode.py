@@ -158,3 +158,58 @@ def shared_lengths(requests: list[Generation], prompts: list[Prompt], todo: list
             n = len(common_prefix([prompts[i].ids[:prompts[i].n_prefix] for i in members]))
             out.update({i: min(n, len(prompts[i].ids) - 1) for i in members})
     return out
+
+
+# ---- shared prefixes across requests ----------------------------------------------------------
+MIN_SHARED = 16  # tokens: a shorter common prefix is not worth a second forward pass per batch
+
+
+def _lcp(a: tuple[int, ...], b: tuple[int, ...], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    return next((j for j in range(n) if a[j] != b[j]), n)
+
+
+def context_of(item: ScoreItem) -> tuple[int, ...]:
+    """The ids up to and including the position that predicts the item's first target: for a
+    log-likelihood request, its (possibly truncated) context, i.e. a generation prompt it shares."""
+    return item.input_ids[:len(item.input_ids) - len(item.targets) + 1]
+
+
+def prefix_groups(items: list[ScoreItem], min_shared: int = MIN_SHARED) -> tuple[list[tuple[tuple[int, ...], list[int]]],
+                                                                                list[int]]:
+    """Items whose ids begin with the same tokens (multiple-choice candidates after one context),
+    found for any task: sorted by their ids, neighbours are grouped while they share at least
+    `min_shared` leading ids that predict no target, and at least half of what the group shares
+    so far. Returns (groups as (shared prefix, item indices), indices of the items left alone)."""
+    order = sorted(range(len(items)), key=lambda i: items[i].input_ids)
+    groups, alone = [], []
+    run, shared = [], 0
+
+    def flush():
+        if len(run) > 1:
+            groups.append((items[run[0]].input_ids[:shared], list(run)))
+        else:
+            alone.extend(run)
+    for i in order:
+        own = len(items[i].input_ids) - len(items[i].targets)  # ids before the first target's position
+        if run:
+            n = _lcp(items[run[0]].input_ids, items[i].input_ids, min(own, shared))
+            if n >= min_shared and (len(run) == 1 or 2 * n >= shared):
+                run.append(i)
+                shared = n
+                continue
+            flush()
+        run, shared = [i], own
+    if run:
+        flush()
+    return groups, alone
+
+
+def unique_prefix_tokens(sequences) -> int:
+    """Tokens in the prefix tree of these sequences: what forwarding every shared prefix once
+    would cost (each sequence adds what it does not share with its sorted neighbour)."""
+    total, prev = 0, ()
+    for seq in sorted(set(map(tuple, sequences))):
+        total += len(seq) - _lcp(prev, seq, len(seq))
+        prev = seq
+    return total

@@ -5,6 +5,7 @@ only at the positions whose log-probability is asked for, in blocks (never [posi
 """
 from __future__ import annotations
 
+import inspect
 import time
 
 import torch
@@ -44,20 +45,39 @@ def _stock_module(m) -> bool:
             and "forward" not in vars(m) and not m._forward_hooks and not m._forward_pre_hooks)
 
 
-def gpt2_hidden_states(model, ids: torch.Tensor) -> torch.Tensor:
-    """GPT-2's final hidden states for right-padded ids, without a key/value cache or masks: the
-    same operations as transformers' GPT2Model, with fewer passes over memory (one fused tanh-GELU
-    kernel instead of eight elementwise ones, residual stream updated in place, causal SDPA)."""
+def gpt2_hidden_states(model, ids: torch.Tensor, *, positions: torch.Tensor | None = None, past=None,
+                       key_mask: torch.Tensor | None = None, keep_kv: list | None = None) -> torch.Tensor:
+    """GPT-2's final hidden states for right-padded ids: the same operations as transformers'
+    GPT2Model, with fewer passes over memory (one fused tanh-GELU kernel instead of eight elementwise
+    ones, residual stream updated in place, SDPA).
+
+    Without `past` this is a plain causal forward (no masks). With `past` (per layer (k, v) of
+    shape [batch, heads, S, head_dim]) the ids continue those S positions: `key_mask` [batch, S]
+    says which of them are real, `positions` [batch, t] are the new tokens' positions, and the new
+    tokens attend causally among themselves. `keep_kv` (a list) receives every layer's (k, v),
+    past included: the cache a decode or a later suffix can continue from."""
     tr, cfg = model.transformer, model.config
     (b, t), d = ids.shape, cfg.n_embd
     heads, eps = cfg.n_head, cfg.layer_norm_epsilon
-    x = (tr.wte(ids) + tr.wpe.weight[:t]).view(b * t, d)
-    for block in tr.h:
+    x = (tr.wte(ids) + (tr.wpe.weight[:t] if positions is None else tr.wpe(positions))).view(b * t, d)
+    mask = None
+    if past is not None:
+        causal = torch.ones(t, t, dtype=torch.bool, device=ids.device).tril()
+        mask = torch.cat([key_mask[:, None, None, :].expand(b, 1, t, key_mask.shape[1]),
+                          causal.expand(b, 1, t, t)], dim=-1)
+    for i, block in enumerate(tr.h):
         attn, mlp = block.attn, block.mlp
         h = torch.nn.functional.layer_norm(x, (d,), block.ln_1.weight, block.ln_1.bias, eps)
         q, k, v = torch.addmm(attn.c_attn.bias, h, attn.c_attn.weight).view(b, t, 3, heads, d // heads) \
             .permute(2, 0, 3, 1, 4).unbind(0)
-        a = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if past is not None:
+            k, v = torch.cat([past[i][0], k], dim=2), torch.cat([past[i][1], v], dim=2)
+        if keep_kv is not None:
+            keep_kv.append((k, v))
+        if mask is None:
+            a = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            a = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x.addmm_(a.transpose(1, 2).reshape(b * t, d), attn.c_proj.weight).add_(attn.c_proj.bias)
         h = torch.nn.functional.layer_norm(x, (d,), block.ln_2.weight, block.ln_2.bias, eps)
         h = torch.nn.functional.gelu(torch.addmm(mlp.c_fc.bias, h, mlp.c_fc.weight), approximate="tanh")
@@ -65,7 +85,56 @@ def gpt2_hidden_states(model, ids: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.layer_norm(x, (d,), tr.ln_f.weight, tr.ln_f.bias, eps).view(b, t, d)
 
 
-def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int, cols: int = VOCAB_BLOCK):
+def make_cache(layers: list):
+    """transformers' DynamicCache holding per layer (k, v) [batch, heads, positions, head_dim]."""
+    from transformers import DynamicCache
+    if hasattr(DynamicCache, "from_legacy_cache"):  # transformers 4.x
+        return DynamicCache.from_legacy_cache(tuple(layers))
+    return DynamicCache(layers)
+
+
+def cache_layers(cache) -> list:
+    """The per-layer (k, v) of a transformers cache (either major version)."""
+    return [(layer[0], layer[1]) for layer in cache]
+
+
+def cache_kw(model) -> str:
+    """transformers 5.x renamed `past_key_values` to `cache`; accept either."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def cache_of(out):
+    return out["cache"] if "cache" in out else out["past_key_values"]
+
+
+def hidden_states(model, ids: torch.Tensor, *, positions=None, past=None, key_mask=None,
+                  keep_kv: list | None = None) -> torch.Tensor:
+    """Final hidden states, as `gpt2_hidden_states` describes: fused for a stock GPT-2, else from
+    the model's own base forward (with a transformers cache and a 2-D mask when there is a past)."""
+    if fused_gpt2(model):
+        return gpt2_hidden_states(model, ids, positions=positions, past=past, key_mask=key_mask, keep_kv=keep_kv)
+    kw = {}
+    if past is not None:
+        ones = key_mask.new_ones(ids.shape)
+        kw = {cache_kw(model.base_model): make_cache(list(past)), "attention_mask": torch.cat([key_mask, ones], 1).long(),
+              "position_ids": positions}
+    out = model.base_model(input_ids=ids, use_cache=keep_kv is not None, **kw)
+    if keep_kv is not None:
+        keep_kv.extend(cache_layers(cache_of(out)))
+    return out.last_hidden_state
+
+
+def to_device(values: list[int], device: torch.device) -> torch.Tensor:
+    """A host list as a long tensor on `device`; on CUDA through pinned memory without waiting for
+    the queued kernels (a plain copy from pageable memory synchronises)."""
+    t = torch.tensor(values, dtype=torch.long)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int, cols: int = VOCAB_BLOCK,
+                    host_targets: list[int] | None = None):
     """log p(target) in float32, and whether the target is the argmax, from the LM head applied at
     `hidden` [n, d] only. The logits are made `rows` x `cols` at a time (a slice of the head's
     weight stays in cache) and folded into a running max and sum of exp(logit - max):
@@ -74,8 +143,21 @@ def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int
     The greedy flag needs no argmax over every block (on CPU a max with indices costs about ten
     times a plain max): the full row's argmax, ties going to the lower id, is the target exactly
     when the first block to reach the row's maximum is the target's own block and the target is
-    the first maximum inside it. So each row gets one argmax, over its own block only."""
+    the first maximum inside it. So each row gets one argmax, over its own block only. Which rows'
+    targets fall in which block is worked out on the host (`host_targets`, else one copy of
+    `targets`), so the device never waits for a per-block `nonzero()`."""
     weight, bias = head.weight, getattr(head, "bias", None)  # [vocab, d]; GPT-2's head has no bias
+    host = targets.tolist() if host_targets is None else list(host_targets)
+    # Rows grouped by chunk, then by the block of their target: each block's rows are one slice of `order`.
+    order, spans = [], {}
+    for s in range(0, len(host), rows):
+        chunk = sorted(range(s, min(s + rows, len(host))), key=lambda r: host[r] // cols)
+        for r in chunk:
+            key = (s, host[r] // cols)
+            lo, _ = spans.get(key, (len(order), 0))
+            spans[key] = (lo, len(order) + 1)
+            order.append(r - s)
+    order_dev = to_device(order, hidden.device)
     logprobs, greedy = [], []
     for s in range(0, len(targets), rows):
         x, tgt = hidden[s:s + rows], targets[s:s + rows]
@@ -87,8 +169,9 @@ def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int
             logits = torch.nn.functional.linear(x, weight[v0:v0 + cols],
                                                 None if bias is None else bias[v0:v0 + cols]).float()
             top = logits.amax(dim=-1)
-            own = ((tgt >= v0) & (tgt < v0 + logits.shape[1])).nonzero().squeeze(1)
-            if len(own):
+            if (s, v0 // cols) in spans:
+                lo, hi = spans[(s, v0 // cols)]
+                own = order_dev[lo:hi]
                 own_logits = logits[own]
                 chosen[own] = own_logits.gather(1, (tgt[own] - v0)[:, None]).squeeze(1)
                 own_argmax[own] = own_logits.argmax(dim=-1) + v0
@@ -102,9 +185,27 @@ def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int
     return torch.cat(logprobs), torch.cat(greedy)
 
 
+def head_blocks(device: torch.device, n_targets: int) -> tuple[int, int]:
+    if device.type == "cpu":
+        return CPU_HEAD_CHUNK, CPU_VOCAB_BLOCK if n_targets >= CPU_NARROW_BELOW else VOCAB_BLOCK
+    return HEAD_CHUNK, VOCAB_BLOCK
+
+
+def _answers(items, lp: torch.Tensor, greedy: torch.Tensor) -> list[tuple[list[float], list[bool]]]:
+    lp_all, g_all = lp.cpu().tolist(), greedy.cpu().tolist()  # the batch's one device-to-host copy
+    out, s = [], 0
+    for it in items:
+        out.append((lp_all[s:s + len(it.targets)], g_all[s:s + len(it.targets)]))
+        s += len(it.targets)
+    return out
+
+
 @torch.inference_mode()
-def score_batch(model, items: list[ScoreItem], eot: int, stats: dict) -> list[tuple[list[float], list[bool]]]:
-    """Log-probabilities and greedy flags of each item's targets, from one right-padded forward."""
+def score_batch(model, items: list[ScoreItem], eot: int, stats: dict, keep: dict[int, int] | None = None):
+    """Log-probabilities and greedy flags of each item's targets, from one right-padded forward.
+
+    keep {b: n}: also return, for item b, the keys/values of its first n positions (copied) and the
+    float32 next-token logits at position n-1: what a decode of its first n tokens starts from."""
     width = max(len(it.input_ids) for it in items)
     device = next(model.parameters()).device
     ids = torch.full((len(items), width), eot, dtype=torch.long)
@@ -118,23 +219,85 @@ def score_batch(model, items: list[ScoreItem], eot: int, stats: dict) -> list[tu
     t0 = time.perf_counter()
     # Right padding needs no attention mask: causal attention never looks at later (pad) positions.
     ids = ids.to(device)
-    if fused_gpt2(model):
+    kv = [] if keep else None
+    if keep:
+        hidden = hidden_states(model, ids, keep_kv=kv)
+    elif fused_gpt2(model):
         hidden = gpt2_hidden_states(model, ids)
     else:
         hidden = model.base_model(input_ids=ids, use_cache=False).last_hidden_state
-    picked = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
-    if device.type == "cpu":
-        block = CPU_HEAD_CHUNK, CPU_VOCAB_BLOCK if len(targets) >= CPU_NARROW_BELOW else VOCAB_BLOCK
-    else:
-        block = HEAD_CHUNK, VOCAB_BLOCK
+    picked = hidden[to_device(rows, device), to_device(cols, device)]
     lp, greedy = target_logprobs(model.get_output_embeddings(), picked,  # the LM head only where needed
-                                 torch.tensor(targets, device=device), *block)
-    lp_all, g_all = lp.cpu().tolist(), greedy.cpu().tolist()
+                                 to_device(targets, device), *head_blocks(device, len(targets)), host_targets=targets)
+    seeds = {}
+    if keep:
+        at = list(keep)
+        last = hidden[to_device(at, device), to_device([keep[b] - 1 for b in at], device)]
+        first_logits = model.get_output_embeddings()(last).float()
+        for j, b in enumerate(at):
+            seeds[b] = ([(k[b, :, :keep[b]].clone(), v[b, :, :keep[b]].clone()) for k, v in kv], first_logits[j])
+    out = _answers(items, lp, greedy)
     stats["forward_s"] += time.perf_counter() - t0
     stats["tokens_forwarded"] += sum(len(it.input_ids) for it in items)
     stats["items_computed"] += len(items)
-    out, s = [], 0
-    for it in items:
-        out.append((lp_all[s:s + len(it.targets)], g_all[s:s + len(it.targets)]))
-        s += len(it.targets)
-    return out
+    return (out, seeds) if keep is not None else out
+
+
+@torch.inference_mode()
+def score_groups(model, groups: list[tuple[tuple[int, ...], list[ScoreItem]]], eot: int, stats: dict,
+                 memo: dict | None = None):
+    """Score items that share a prefix with the prefix forwarded once per group: the prefixes as
+    one right-padded batch (keys/values kept), then every item's rest as one batch continuing from
+    its own group's keys/values. Every item's input_ids start with its group's prefix, and no
+    target is predicted inside the prefix. The answers equal `score_batch`'s (tested to float
+    tolerance: the same positions, attention split into two matrix products). `memo` keeps the
+    prefixes' keys/values from one batch to the next (a group too large for one batch is split
+    into consecutive runs), so a prefix is forwarded once."""
+    device = next(model.parameters()).device
+    top_position = (getattr(model.config, "n_positions", None) or model.config.max_position_embeddings) - 1
+    t0 = time.perf_counter()
+    prefixes = [p for p, _ in groups]
+    memo = {} if memo is None else memo
+    new = [p for p in dict.fromkeys(prefixes) if p not in memo]
+    if new:
+        pre_ids = torch.full((len(new), max(len(p) for p in new)), eot, dtype=torch.long)
+        for g, p in enumerate(new):
+            pre_ids[g, :len(p)] = torch.tensor(p)
+        kv: list = []
+        hidden_states(model, pre_ids.to(device), keep_kv=kv)
+        for g, p in enumerate(new):
+            memo[p] = [(k[g:g + 1, :, :len(p)], v[g:g + 1, :, :len(p)]) for k, v in kv]
+        stats["tokens_forwarded"] += sum(len(p) for p in new)
+    for p in [p for p in memo if p not in prefixes]:
+        del memo[p]
+    width_past = max(len(p) for p in prefixes)
+    kv = [tuple(torch.cat([torch.nn.functional.pad(memo[p][layer][j], (0, 0, 0, width_past - len(p)))
+                           for p in prefixes]) for j in (0, 1)) for layer in range(len(memo[prefixes[0]]))]
+    flat = [(g, it) for g, (_, members) in enumerate(groups) for it in members]
+    width = max(len(it.input_ids) - len(prefixes[g]) for g, it in flat)
+    ids = torch.full((len(flat), width), eot, dtype=torch.long)
+    positions = torch.zeros((len(flat), width), dtype=torch.long)
+    rows, cols, targets = [], [], []
+    for b, (g, it) in enumerate(flat):
+        s, n = len(prefixes[g]), len(it.input_ids)
+        ids[b, :n - s] = torch.tensor(it.input_ids[s:])
+        positions[b] = torch.arange(s, s + width).clamp(max=top_position)  # padding
+        rows += [b] * len(it.targets)
+        cols += range(n - s - len(it.targets), n - s)
+        targets += it.targets
+    group_of = to_device([g for g, _ in flat], device)
+    past = [(k.index_select(0, group_of), v.index_select(0, group_of)) for k, v in kv]
+    key_mask = torch.zeros((len(flat), width_past), dtype=torch.bool)
+    for b, (g, _) in enumerate(flat):
+        key_mask[b, :len(prefixes[g])] = True
+    hidden = hidden_states(model, ids.to(device), positions=positions.to(device), past=past,
+                           key_mask=key_mask.to(device))
+    picked = hidden[to_device(rows, device), to_device(cols, device)]
+    lp, greedy = target_logprobs(model.get_output_embeddings(), picked, to_device(targets, device),
+                                 *head_blocks(device, len(targets)), host_targets=targets)
+    items = [it for _, it in flat]
+    answers = iter(_answers(items, lp, greedy))
+    stats["forward_s"] += time.perf_counter() - t0
+    stats["tokens_forwarded"] += sum(len(it.input_ids) - len(prefixes[g]) for g, it in flat)
+    stats["items_computed"] += len(items)
+    return [[next(answers) for _ in members] for _, members in groups]

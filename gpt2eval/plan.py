@@ -8,10 +8,16 @@ FLOPs of one forward pass over a sequence of L tokens of which H reach the LM he
   + 4 * d * n_layer * L (L + 1) / 2  attention: QK^T and AV over the causal (query, key) pairs only
   + 2 * d * V * H                   the LM head, only where a log-probability or next token is needed
 Generation is counted at its full budget (every request decodes max_new_tokens): prefill once
-(a shared CoQA story once per group), then one single-token forward per further new token.
-The lower-bound time is FLOPs / (peak FLOP/s x workers): with --workers N (torchrun, one device
-each) each worker does about 1/N of the batches (the least-loaded one gets the next); decoding is
-bound by memory bandwidth, not FLOPs, so for generation the bound is loose.
+(a shared CoQA story once per group; nothing for a prompt that is a log-likelihood request's
+context, which the engine decodes from that request's forward pass), then one single-token forward
+per further new token. Log-likelihood items sharing a prefix (multiple choice) forward it once.
+
+Two times per device: `seconds@` is FLOPs / peak FLOP/s; `bound@` is the lower bound that counts
+decoding as memory-bound: a decode step reads every weight once (and the batch's keys/values),
+whatever the number of rows, so its time is at least bytes read / memory bandwidth. Decode steps
+are counted for batches as the engine forms them on a GPU of --device-memory-gb (its token budget).
+With --workers N (torchrun, one device each) each worker does about 1/N of the batches (the
+least-loaded one gets the next), so both times are divided by N.
 """
 from __future__ import annotations
 
@@ -19,10 +25,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .encode import Encoder, shared_lengths
+from .encode import Encoder, context_of, prefix_groups, shared_lengths
 from .requests import Generation, Loglikelihood, RollingLoglikelihood
-from .sizes import N_CTX, SIZES, VOCAB
+from .sizes import N_CTX, SIZES, VOCAB, cuda_token_budget
 H100_BF16_TFLOPS = 989.0  # NVIDIA H100 SXM, dense bfloat16 tensor-core peak
+H100_HBM_TBPS = 3.35  # NVIDIA H100 SXM, HBM3 memory bandwidth (TB/s)
+H100_MEMORY_GB = 80
 
 
 def architecture(size: str) -> tuple[int, int]:
@@ -67,9 +75,37 @@ class Work:
     tokens: int = 0               # all forwarded tokens: scoring + prefill + decoding
     attn_pairs: int = 0
     head_positions: int = 0
+    decode_tokens: int = 0        # of `tokens`: the single-token decode steps' positions
+    decode_attn_pairs: int = 0
+    from_context: int = 0         # generations decoded from a log-likelihood request's forward
+
+    def __post_init__(self):
+        self.gen_shapes: list[tuple[int, int]] = []  # (prompt tokens, max_new_tokens) per generation
 
     def flops(self, n_layer: int, d: int) -> float:
         return forward_flops(n_layer, d, self.tokens, self.attn_pairs, self.head_positions)
+
+    def decode_flops(self, n_layer: int, d: int) -> float:
+        return forward_flops(n_layer, d, self.decode_tokens, self.decode_attn_pairs, self.decode_tokens)
+
+
+def decode_reads(shapes: list[tuple[int, int]], budget: int) -> tuple[int, int]:
+    """(decode steps, key/value token-reads) of generations batched as the engine does: longest
+    first, padded prompt + new tokens within the budget, every step of a batch reading each row's
+    keys/values, padding included."""
+    steps = kv = 0
+    rows = sorted(shapes, key=lambda s: -(s[0] + s[1]))
+    i = 0
+    while i < len(rows):
+        n = 1
+        while i + n < len(rows) and (n + 1) * (rows[i][0] + rows[i][1]) <= budget:
+            n += 1
+        batch = rows[i:i + n]
+        width, new = max(p for p, _ in batch), max(g for _, g in batch)
+        steps += new - 1
+        kv += len(batch) * sum(width + s for s in range(1, new))
+        i += n
+    return steps, kv
 
 
 def count_work(task, examples: list, tokenizer, window: int = N_CTX) -> Work:
@@ -77,38 +113,69 @@ def count_work(task, examples: list, tokenizer, window: int = N_CTX) -> Work:
     requests = task.requests(examples)
     w = Work(task.name, examples=len(examples), requests=len(requests))
     enc = Encoder(tokenizer, window)
-    items, _ = enc.loglikelihood([r for r in requests if isinstance(r, Loglikelihood)])
+    ll_items, _ = enc.loglikelihood([r for r in requests if isinstance(r, Loglikelihood)])
     windows, _ = enc.rolling([r for r in requests if isinstance(r, RollingLoglikelihood)])
-    items += [it for per_request in windows for it in per_request]
-    for it in {it.key(): it for it in items}.values():  # the engine never scores a duplicate twice
-        n = len(it.input_ids)
-        w.sequences += 1
-        w.scored_tokens += len(it.targets)
-        w.forwarded_tokens += n
-        w.attn_pairs += causal_pairs(n)
-        w.head_positions += len(it.targets)
     gens = [r for r in requests if isinstance(r, Generation)]
     prefix_ids: dict[str, list[int]] = {}
     prompts = [enc.prompt(r, prefix_ids) for r in gens]
+    # As Engine.run: the first log-likelihood item whose context is a generation's prompt is scored
+    # with its keys/values kept, and that generation decodes from them (no prefill).
+    waiting, kept = {tuple(p.ids) for p in prompts}, set()
+    for it in ll_items:
+        if context_of(it) in waiting:
+            waiting.discard(context_of(it))
+            kept.add(it.key())
+    decoded_from = {context_of(it) for it in ll_items if it.key() in kept}
+    unique = list({it.key(): it for it in ll_items + [it for per in windows for it in per]}.values())
+    groups, alone = prefix_groups([it for it in unique if it.key() not in kept])
+    shareable = [it for it in unique if it.key() not in kept]
+    for it in [it for it in unique if it.key() in kept] + [shareable[i] for i in alone]:
+        n = len(it.input_ids)
+        w.forwarded_tokens += n
+        w.attn_pairs += causal_pairs(n)
+        _count_scored(w, it)
+    for prefix, members in groups:  # the prefix once, then each member's rest continuing from it
+        s = len(prefix)
+        w.forwarded_tokens += s
+        w.attn_pairs += causal_pairs(s)
+        for i in members:
+            n = len(shareable[i].input_ids)
+            w.forwarded_tokens += n - s
+            w.attn_pairs += causal_pairs(n, s)
+            _count_scored(w, shareable[i])
     shared = shared_lengths(gens, prompts, list(range(len(gens))))
-    groups: set[tuple[int, ...]] = set()
+    shared_prefixes: set[tuple[int, ...]] = set()
     for i, (r, p) in enumerate(zip(gens, prompts)):
         n, s, g = len(p.ids), shared[i], r.max_new_tokens
-        if s:
-            groups.add(tuple(p.ids[:s]))
         w.generations += 1
         w.prompt_tokens += n
-        w.prefill_tokens += n - s
         w.generate_tokens += g
-        w.attn_pairs += causal_pairs(n, s) + (g - 1) * n + g * (g - 1) // 2  # prefill the rest, then decode
+        w.gen_shapes.append((n, g))
+        decode_pairs = (g - 1) * n + g * (g - 1) // 2
+        if tuple(p.ids) in decoded_from:
+            w.from_context += 1
+            w.attn_pairs += decode_pairs
+        else:
+            if s:
+                shared_prefixes.add(tuple(p.ids[:s]))
+            w.prefill_tokens += n - s
+            w.attn_pairs += causal_pairs(n, s) + decode_pairs  # prefill the rest, then decode
         w.head_positions += g  # one next-token distribution per new token
         w.tokens += g - 1      # the last new token is never fed back
-    for p in groups:  # each shared prefix is forwarded once (and gives one next-token distribution)
+        w.decode_tokens += g - 1
+        w.decode_attn_pairs += decode_pairs
+    for p in shared_prefixes:  # each shared prefix is forwarded once (and gives one next-token distribution)
         w.prefill_tokens += len(p)
         w.attn_pairs += causal_pairs(len(p))
         w.head_positions += 1
     w.tokens += w.forwarded_tokens + w.prefill_tokens
     return w
+
+
+def _count_scored(w: Work, it) -> None:
+    w.sequences += 1
+    w.scored_tokens += len(it.targets)
+    w.head_positions += len(it.targets)
 
 
 @dataclass
@@ -117,22 +184,33 @@ class Plan:
     peaks_tflops: dict[str, float]          # device name -> peak TFLOP/s
     work: list[Work] = field(default_factory=list)
     workers: int = 1                        # devices working at once (torchrun --nproc-per-node x nodes)
+    bandwidth_tbps: float = H100_HBM_TBPS   # memory bandwidth of the devices named (bound@)
+    memory_gb: float = H100_MEMORY_GB       # device memory: the engine's generation batches
+    bytes_per_value: int = 2                # bfloat16 weights and keys/values
 
     def rows(self) -> list[dict]:
         out = []
         for size in self.sizes:
             n_layer, d = architecture(size)
+            weights = total_params(n_layer, d) * self.bytes_per_value
+            budget = cuda_token_budget(self.memory_gb * 1e9, d, n_layer, self.bytes_per_value)
             for w in self.work:
-                f = w.flops(n_layer, d)
+                f, fd = w.flops(n_layer, d), w.decode_flops(n_layer, d)
+                steps, kv_reads = decode_reads(w.gen_shapes, budget)
+                read_s = (steps * weights + kv_reads * 2 * n_layer * d * self.bytes_per_value) / (self.bandwidth_tbps * 1e12)
                 out.append({"size": size, "params": total_params(n_layer, d), **asdict(w), "flops": f,
+                            "decode_flops": fd, "decode_steps": steps, "decode_read_s": read_s,
                             **{f"seconds@{name}": f / (peak * 1e12 * self.workers)
+                               for name, peak in self.peaks_tflops.items()},
+                            **{f"bound@{name}": ((f - fd) / (peak * 1e12) + max(fd / (peak * 1e12), read_s)) / self.workers
                                for name, peak in self.peaks_tflops.items()}})
         return out
 
     def format(self) -> str:
         names = list(self.peaks_tflops)
         head = (f"{'size':7s} {'task':14s} {'examples':>8s} {'score tok':>10s} {'fwd tok':>10s} {'prompt tok':>10s} "
-                f"{'prefill':>9s} {'gen tok≤':>9s} {'FLOPs':>9s} " + " ".join(f"{'t@' + n:>14s}" for n in names))
+                f"{'prefill':>9s} {'gen tok≤':>9s} {'FLOPs':>9s} " + " ".join(f"{'t@' + n:>14s}" for n in names)
+                + " " + " ".join(f"{'bound@' + n:>18s}" for n in names))
         lines = [head, "-" * len(head)]
         rows = self.rows()
         for size in self.sizes:
@@ -141,19 +219,23 @@ class Plan:
                 lines.append(f"{r['size']:7s} {r['task']:14s} {r['examples']:8d} {r['scored_tokens']:10d} "
                              f"{r['forwarded_tokens']:10d} {r['prompt_tokens']:10d} {r['prefill_tokens']:9d} "
                              f"{r['generate_tokens']:9d} {r['flops']:9.3g} "
-                             + " ".join(f"{_dur(r['seconds@' + n]):>14s}" for n in names))
+                             + " ".join(f"{_dur(r['seconds@' + n]):>14s}" for n in names)
+                             + " " + " ".join(f"{_dur(r['bound@' + n]):>18s}" for n in names))
         all_f = sum(r["flops"] for r in rows)
         on = f" on each of {self.workers} workers" if self.workers > 1 else ""
         lines.append(f"all sizes: {all_f:.3g} FLOPs; at peak: " + ", ".join(
             f"{_dur(all_f / (p * 1e12 * self.workers))} at {p:.4g} TFLOP/s{on} ({n})"
             for n, p in self.peaks_tflops.items()))
+        lines.append(f"bound@: decode steps memory-bound at {self.bandwidth_tbps:g} TB/s, generation batched as on a "
+                     f"{self.memory_gb:g} GB GPU; all sizes{on}: " + ", ".join(
+                         f"{_dur(sum(r['bound@' + n] for r in rows))} ({n})" for n in names))
         return "\n".join(lines)
 
 
 def _total(size: str, rows: list[dict], names: list[str]) -> dict:
     keys = ["examples", "scored_tokens", "forwarded_tokens", "prompt_tokens", "prefill_tokens", "generate_tokens",
             "flops"]
-    tot = {k: sum(r[k] for r in rows) for k in keys + [f"seconds@{n}" for n in names]}
+    tot = {k: sum(r[k] for r in rows) for k in keys + [f"{t}@{n}" for n in names for t in ("seconds", "bound")]}
     return {"size": size, "task": "TOTAL", **tot}
 
 
@@ -164,8 +246,9 @@ def _dur(seconds: float) -> str:
 
 
 def make_plan(sizes: list[str], tasks: list, data, tokenizer, peaks_tflops: dict[str, float],
-              limit: int | None = None, workers: int = 1) -> Plan:
-    plan = Plan(sizes, peaks_tflops, workers=workers)
+              limit: int | None = None, bandwidth_tbps: float = H100_HBM_TBPS,
+              memory_gb: float = H100_MEMORY_GB, workers: int = 1) -> Plan:
+    plan = Plan(sizes, peaks_tflops, bandwidth_tbps=bandwidth_tbps, memory_gb=memory_gb, workers=workers)
     for task in tasks:
         ds = task.load(data)
         examples = ds.examples[:limit] if limit else ds.examples
@@ -199,6 +282,10 @@ def add_arguments(p) -> None:
                    help="GPT-2 tokenizer: hub id or folder (all four sizes share it)")
     p.add_argument("--peak-tflops", default=str(H100_BF16_TFLOPS),
                    help=f"device peak(s) in TFLOP/s, comma-separated (default {H100_BF16_TFLOPS:g}: H100 SXM dense bf16)")
+    p.add_argument("--bandwidth-tbps", type=float, default=H100_HBM_TBPS,
+                   help=f"device memory bandwidth for the bound@ columns (default {H100_HBM_TBPS:g}: H100 SXM)")
+    p.add_argument("--device-memory-gb", type=float, default=H100_MEMORY_GB,
+                   help="device memory, for the generation batches of the bound@ columns (default 80)")
     p.add_argument("--measure-peak", action="store_true", help="also measure this machine's matmul peak (--dtype)")
     p.add_argument("--dtype", default="float32", help="dtype of --measure-peak")
     p.add_argument("--include-path", action="append", default=[], help="folder of extra task plugins (repeatable)")
@@ -230,7 +317,8 @@ def run(args) -> int:
                         "with a local GPT-2 tokenizer folder when offline") from None
     if args.workers < 1:
         raise UserError(f"--workers must be a positive integer, got {args.workers}")
-    plan = make_plan(sizes, tasks, DataSource(args.data_dir), tokenizer, peaks, args.limit, args.workers)
+    plan = make_plan(sizes, tasks, DataSource(args.data_dir), tokenizer, peaks, args.limit, args.bandwidth_tbps,
+                     args.device_memory_gb, args.workers)
     print(plan.format())
     if args.json:
         Path(args.json).write_text(json.dumps(plan.rows(), indent=1))

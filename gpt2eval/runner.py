@@ -107,7 +107,8 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
         lm = load(model_id, device=workers.device(cfg.device) if workers else cfg.device, dtype=cfg.dtype)
         model_cache = cache.for_model(lm.fingerprint) if cache is not None else None
         engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed,
-                        progress=cfg.progress and writer, cache=model_cache, log=log)
+                        progress=cfg.progress and writer, cache=model_cache, log=log,
+                        budgets=previous_budgets(out, lm))
         if workers:
             workers.attach(engine, lm.fingerprint)
         for task in cfg.tasks:  # all checked before any runs: never fail after hours of another task
@@ -125,7 +126,10 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
                                    f"{model_index}/{task.name}")
             if writer:
                 results["tasks"][task.name] = task_result
+                results["engine"] = engine.describe()  # token budgets (computed once per run) and caps
                 write_json(out / "results.json", results)
+        del engine, lm, model_cache  # the next size loads into the memory this one held
+        free_device_memory()
         if not writer:
             continue
         rows = comparison_rows(results, refs)
@@ -140,6 +144,28 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
     return all_results
 
 
+def previous_budgets(out: Path, lm) -> dict | None:
+    """The token budgets an earlier run of these weights on this device recorded in the same output
+    folder: a resumed run batches as the first did (its cached answers are then those it would compute)."""
+    import json
+    try:
+        old = json.loads((out / "results.json").read_text())
+        if old["model"]["fingerprint"] == lm.fingerprint and old["model"]["device"] == lm.device:
+            return old["engine"]["token_budgets"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def free_device_memory() -> None:
+    import gc
+
+    import torch
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
              workers: distributed.Workers | None = None, task_key: str = "") -> dict | None:
     examples = ds.examples[:limit] if limit else ds.examples
@@ -147,7 +173,7 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
     before = dict(engine.stats)
     t0 = time.perf_counter()
     results = engine.run(requests, desc=task.name)
-    counts = {k: engine.stats[k] - before[k] for k in ("items_computed", "tokens_forwarded")}
+    counts = {k: engine.stats[k] - before[k] for k in ("items_computed", "tokens_forwarded", "decode_tokens")}
     if workers and workers.rank != 0:  # rank 0 has (or will read) every answer, and scores the task
         workers.record(task_key, counts)
         return None
@@ -155,6 +181,7 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
     wall = time.perf_counter() - t0
     scored = task.score(examples, results)
     tokens = sum(c["tokens_forwarded"] for c in by_worker)  # by every worker
+    decode_tokens = sum(c.get("decode_tokens", 0) for c in by_worker)
     subset = len(examples) < ds.n_full
     for row in scored.samples:
         row.setdefault("subset", subset)
@@ -174,4 +201,9 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
             "items_computed": sum(c["items_computed"] for c in by_worker),
             "items_computed_by_worker": [c["items_computed"] for c in by_worker],
             "oom_retries": engine.stats["oom_retries"] - before["oom_retries"],
-            "prefill_tokens": engine.stats["prefill_tokens"] - before["prefill_tokens"]}
+            "prefill_tokens": engine.stats["prefill_tokens"] - before["prefill_tokens"],
+            # every position run through the model = prompt positions (scoring + prefill) + decode steps;
+            # unique_prompt_tokens: the prefix tree of the task's prompts (every shared prefix once)
+            "decode_tokens": decode_tokens,
+            "prompt_tokens_forwarded": tokens - decode_tokens,
+            "unique_prompt_tokens": engine.stats["unique_prompt_tokens"] - before["unique_prompt_tokens"]}

@@ -1,76 +1,159 @@
 """Scheduling: which work goes into which batch, under what budget, and what the cache already has.
 
 The `Scheduler` knows nothing of tokenizers or of how a batch is computed: it is handed items,
-their cache keys and a function that answers one batch, and it sorts (longest first, so padding
+their cache keys and functions that answer one batch, and it sorts (longest first, so padding
 stays small), batches (a fixed count, or a token budget), retries smaller on out-of-memory, stores
 each finished batch in the cache (an interrupted run loses at most one batch) and shows progress.
+
+The token budget is a hard invariant: a batch's padded tokens (its rows times its widest row,
+summed over a batch's parts: a shared prefix and the rows continuing it) never exceed it, unless
+one unit alone is larger. Scoring and generation have their own budget and their own cap, which
+an out-of-memory error lowers (in tokens) for the rest of the run.
 """
 from __future__ import annotations
 
 import torch
 from tqdm.auto import tqdm
 
+from .encode import prefix_groups
 from .errors import UserError
+from .sizes import cuda_token_budget
 
 CPU_SCORING_BUDGET = 1024  # padded tokens per CPU scoring batch: activations stay in cache (measured)
 CPU_GENERATION_BUDGET = 8192  # CPU generation: more rows per step, but a key/value cache that still fits (measured)
+KINDS = ("score", "generate")
+
+
+def padded_tokens(shapes: list[list[tuple[int, int]]]) -> int:
+    """Padded tokens of a batch of units, each unit a list of parts (rows, width): part j of every
+    unit is stacked into one tensor, as wide as its widest."""
+    total = 0
+    for j in range(max(len(s) for s in shapes)):
+        parts = [s[j] for s in shapes if len(s) > j]
+        total += sum(r for r, _ in parts) * max(w for _, w in parts)
+    return total
 
 
 class Scheduler:
-    """`cache` (optional) has get_many(keys)->dict and put_many(dict)."""
+    """`cache` (optional) has get_many(keys)->dict and put_many(dict). `budgets` (optional): the
+    token budgets {"score": n, "generate": n} of an earlier run, so that a resumed run batches as
+    it did."""
 
     def __init__(self, model, *, batch_size: int | str = "auto", cache=None, progress: bool = True,
-                 window: int = 1024, log=print, stats: dict | None = None):
+                 window: int = 1024, log=print, stats: dict | None = None, budgets: dict | None = None):
         self.model, self.batch_size, self.cache, self.progress = model, batch_size, cache, progress
         self.window, self.log = window, log
         self.device = next(model.parameters()).device
         self.stats = stats if stats is not None else {}
-        self.max_batch: int | None = None  # lowered for the rest of the run by an out-of-memory error
+        self.budgets = dict(budgets or {})  # computed once per run (token_budget), then kept
+        self.caps: dict[str, int | None] = dict.fromkeys(KINDS)  # lowered by out-of-memory errors
         # Under torchrun (distributed.py): which batches are this worker's, and the others' answers.
-        # Its batches must be every worker's, so neither the out-of-memory cap nor a free-memory
+        # Its batches must be every worker's, so neither an out-of-memory cap nor a free-memory
         # reading of its own may shape them: free_memory is then the workers' agreed figure.
         self.share = None
         self.free_memory: int | None = None
 
     # ---- scoring ---------------------------------------------------------------------------
-    def score(self, items: list, score_batch, desc: str = "") -> list:
-        """score_batch(items) -> one (logprobs, greedy flags) per item; cached items are not recomputed."""
+    def score(self, items: list, score_batch, desc: str = "", *, score_groups=None, keep: dict | None = None,
+              on_seeds=None) -> list:
+        """Answers (logprobs, greedy flags) per item; cached items are not recomputed.
+
+        score_batch(items, keep={b: n} | None) answers one batch. With `score_groups(groups)`,
+        items sharing a prefix (encode.prefix_groups) are answered in groups, the prefix forwarded
+        once. keep {key: n}: the items whose first n positions a decode continues from;
+        score_batch then returns (answers, seeds) and on_seeds({key: seed}) gets them."""
         keys = [it.key() for it in items]
-        done: dict = {}
-        if self.cache is not None:
-            done.update(self.cache.get_many(sorted(set(keys))))
+        done = self._cached(keys)
         todo = sorted({k: it for k, it in zip(keys, items) if k not in done}.items(),
                       key=lambda kv: -len(kv[1].input_ids))  # longest first: padding stays small
         self.stats["items_cached"] += len(items) - len(todo)
+        keep = keep or {}
         bar = tqdm(total=sum(len(it.targets) for _, it in todo), desc=desc or "scoring", unit="tok", unit_scale=True,
                    disable=not self.progress or not todo, leave=False)
-        for batch in self.batches(todo, lambda kv: len(kv[1].input_ids), scoring=True):
-            if self.share is not None and not self.share.mine("score", len(batch) * len(batch[0][1].input_ids)):
-                continue
-            scored = self.split_on_oom(batch, lambda part: score_batch([it for _, it in part]))
-            fresh = dict(zip([k for k, _ in batch], scored))
+
+        def finish(pairs: list, answers: list):
+            fresh = dict(zip([k for k, _ in pairs], answers))
             done.update(fresh)
             if self.cache is not None:
                 self.cache.put_many(fresh)
-            bar.update(sum(len(it.targets) for _, it in batch))
+            bar.update(sum(len(it.targets) for _, it in pairs))
             bar.set_postfix_str(f"{len(done)}/{len(set(keys))} items", refresh=False)
+
+        groups, alone = [], list(range(len(todo)))
+        if score_groups is not None:
+            shareable = [j for j, (k, _) in enumerate(todo) if k not in keep]
+            found, rest = prefix_groups([todo[j][1] for j in shareable])
+            groups = [(prefix, [todo[shareable[j]] for j in members]) for prefix, members in found]
+            alone = sorted([j for j, (k, _) in enumerate(todo) if k in keep] + [shareable[j] for j in rest])
+        singles = [todo[j] for j in alone]
+        kv_weight = 2 if self.device.type == "cuda" else 1  # kept keys/values about double a row's memory
+        shape = lambda kv: [(1, len(kv[1].input_ids) * (kv_weight if kv[0] in keep else 1))]  # noqa: E731
+        for batch in self.batches(singles, shape, "score"):
+            if not self._mine("score", batch, shape):
+                continue
+
+            def forward(part):
+                wanted = {b: keep[k] for b, (k, _) in enumerate(part) if k in keep}
+                if not wanted:
+                    return score_batch([it for _, it in part])
+                answers, seeds = score_batch([it for _, it in part], keep=wanted)
+                on_seeds({part[b][0]: seed for b, seed in seeds.items()})
+                return answers
+            finish(batch, self.split_on_oom(batch, forward, "score", shape))
+        previous: set = set()  # the prefixes of the batch before: a batch continuing one follows it
+        for batch in self.batches(self._fit(groups), self._group_shape, "score"):
+            prefixes = {prefix for prefix, _ in batch}
+            continues, previous = bool(prefixes & previous), prefixes
+            if not self._mine("score", batch, self._group_shape, continues):
+                continue
+            answers = self.split_on_oom(batch, lambda part: score_groups(
+                [(prefix, [it for _, it in members]) for prefix, members in part]), "score", self._group_shape)
+            finish([kv for _, members in batch for kv in members], [a for per in answers for a in per])
         bar.close()
         if self.share is not None:  # the other workers' batches (rank 0 waits for them, the others stop)
             done.update(self.share.collect([k for k in dict.fromkeys(keys) if k not in done]))
         return [done[k] for k in keys]
 
+    def _mine(self, kind: str, batch: list, shape, continues: bool = False) -> bool:
+        """One process computes every batch; under torchrun, only those dealt to this worker."""
+        return self.share is None or self.share.mine(kind, padded_tokens([shape(u) for u in batch]), continues)
+
+    @staticmethod
+    def _group_shape(group) -> list[tuple[int, int]]:
+        prefix, members = group
+        return [(1, len(prefix)), (len(members), max(len(it.input_ids) - len(prefix) for _, it in members))]
+
+    def _fit(self, groups: list) -> list:
+        """Groups longest prefix first, each cut into runs of members that fit the budget alone."""
+        budget, out = self.limit("score"), []
+        for prefix, members in sorted(groups, key=lambda g: -len(g[0])):
+            members = sorted(members, key=lambda kv: -len(kv[1].input_ids))
+            run: list = []
+            for m in members:
+                if run and padded_tokens([self._group_shape((prefix, run + [m]))]) > budget:
+                    out.append((prefix, run))
+                    run = []
+                run.append(m)
+            out.append((prefix, run))
+        return out
+
     # ---- generation ------------------------------------------------------------------------
     def generate(self, keys: list[str], totals: list[int], groups: list[str], share, decode_batch,
-                 from_cache, to_cache, desc: str = "") -> list:
+                 from_cache, to_cache, desc: str = "", answered: dict | None = None,
+                 prefetched: dict | None = None) -> list:
         """Answers for generation requests, one per key. totals[i]: prompt + new tokens of request i;
         groups[i]: the prefix it may share; share(todo) -> {i: how many of its prompt's ids are shared
         (0: none)} for the requests not in the cache. decode_batch(indices, n_shared) -> answers;
-        from_cache / to_cache convert answers to and from what the cache stores."""
-        done: dict = {}
-        if self.cache is not None:
-            done.update({k: from_cache(v) for k, v in self.cache.get_many(sorted(set(keys))).items()})
+        from_cache / to_cache convert answers to and from what the cache stores. `answered`: keys
+        already answered in this run (and stored), e.g. decoded from a scoring forward; `prefetched`:
+        what an earlier lookup of these keys found in the cache (not looked up twice)."""
+        answered = answered or {}
+        done = dict(answered)
+        if prefetched is None:
+            prefetched = self._cached([k for k in dict.fromkeys(keys) if k not in done])
+        done.update({k: from_cache(v) for k, v in prefetched.items()})
         todo = list({k: i for i, k in enumerate(keys) if k not in done}.values())
-        self.stats["items_cached"] += len(keys) - len(todo)
+        self.stats["items_cached"] += len(keys) - len(todo) - sum(k in answered for k in keys)
         n_shared = share(todo)
         # Sharers sorted so that each prefix's requests are adjacent (a prefix is then forwarded once,
         # even across batches), longest groups first; everything else longest first: little padding.
@@ -81,18 +164,18 @@ class Scheduler:
         alone = sorted((i for i in todo if not n_shared[i]), key=lambda i: -totals[i])
         bar = tqdm(total=len(todo), desc=desc or "generating", unit="ex", disable=not self.progress or not todo,
                    leave=False)
+        shape = lambda i: [(1, totals[i])]  # noqa: E731
         previous: set = set()  # the shared prefixes of the batch before: a batch reusing one follows it
         for rows in (sharers, alone):
-            for idx in self.batches(rows, lambda i: totals[i]):
+            for idx in self.batches(rows, shape, "generate"):
                 prefixes = {groups[i] for i in idx if n_shared[i]}
                 continues, previous = bool(prefixes & previous), prefixes
-                if self.share is not None and not self.share.mine("generate", len(idx) * max(totals[i] for i in idx), continues):
+                if not self._mine("generate", idx, shape, continues):
                     continue
-                outs = self.split_on_oom(idx, lambda part: decode_batch(part, n_shared))
+                outs = self.split_on_oom(idx, lambda part: decode_batch(part, n_shared), "generate", shape)
                 fresh = {keys[i]: o for i, o in zip(idx, outs)}
                 done.update(fresh)
-                if self.cache is not None:
-                    self.cache.put_many({k: to_cache(o) for k, o in fresh.items()})
+                self.store(fresh, to_cache)
                 bar.update(len(idx))
         bar.close()
         if self.share is not None:
@@ -100,29 +183,55 @@ class Scheduler:
                          self.share.collect([k for k in dict.fromkeys(keys) if k not in done]).items()})
         return [done[k] for k in keys]
 
+    def store(self, fresh: dict, to_cache=lambda v: v) -> None:
+        if self.cache is not None and fresh:
+            self.cache.put_many({k: to_cache(o) for k, o in fresh.items()})
+
+    def _cached(self, keys: list[str]) -> dict:
+        return dict(self.cache.get_many(sorted(set(keys)))) if self.cache is not None and keys else {}
+
+    def cached(self, keys: list[str]) -> dict:
+        """What the cache holds for these keys (a lookup: counted as hits)."""
+        return self._cached(keys)
+
     # ---- batching --------------------------------------------------------------------------
-    def batches(self, todo: list, length_of, scoring: bool = False):
-        """Group length-sorted work into batches: a fixed count, or ("auto") a token budget."""
+    def batches(self, todo: list, shape, kind: str):
+        """Group sorted work into batches: a fixed count of rows, or ("auto") as many as the token
+        budget holds; either way never more padded tokens than the kind's out-of-memory cap.
+        shape(unit) -> its parts as (rows, width) (see padded_tokens)."""
         i = 0
         while i < len(todo):
-            if self.batch_size == "auto":
-                budget, n = self.token_budget(scoring), 1
-                while i + n < len(todo) and (n + 1) * length_of(todo[i]) <= budget:
-                    n += 1
-            else:
-                n = int(self.batch_size)
-            if self.share is None:
-                n = min(n, self.max_batch or n)
-            yield todo[i:i + n]
-            i += n
+            limit, cap = self.limit(kind), self.caps[kind]  # a retry may have lowered the cap meanwhile
+            if self.share is not None:  # every worker's batches: the budget alone shapes them
+                limit, cap = self.token_budget(kind == "score"), None
+            batch, rows = [todo[i]], shape(todo[i])[-1][0]
+            shapes = [shape(todo[i])]
+            while i + len(batch) < len(todo):
+                nxt = shape(todo[i + len(batch)])
+                if self.batch_size == "auto":
+                    if padded_tokens(shapes + [nxt]) > limit:
+                        break
+                elif rows + nxt[-1][0] > int(self.batch_size) or (cap and padded_tokens(shapes + [nxt]) > cap):
+                    break
+                batch.append(todo[i + len(batch)])
+                shapes.append(nxt)
+                rows += nxt[-1][0]
+            yield batch
+            i += len(batch)
 
-    def split_on_oom(self, batch: list, forward) -> list:
-        """forward(batch) -> one answer per element. Out of memory: retry in halves, and cap later
-        batches at the size that fit, rather than lose a long run to one batch that is too large.
-        Each answer depends only on its own item, so the results are those of a smaller batch."""
-        if self.max_batch and len(batch) > self.max_batch:  # a batch formed without the cap (workers)
-            return [a for i in range(0, len(batch), self.max_batch)
-                    for a in self.split_on_oom(batch[i:i + self.max_batch], forward)]
+    def limit(self, kind: str) -> int:
+        """The padded tokens a batch of this kind may hold: the budget, lowered by any cap."""
+        budget = self.token_budget(kind == "score")
+        return min(budget, self.caps[kind]) if self.caps[kind] else budget
+
+    def split_on_oom(self, batch: list, forward, kind: str = "score", shape=None) -> list:
+        """forward(batch) -> one answer per element. Out of memory: lower the kind's cap to half the
+        batch's padded tokens, retry in parts under it, and keep it for the rest of the run, rather
+        than lose a long run to one batch that is too large. Each answer depends only on its own
+        item, so the results are those of smaller batches."""
+        shape = shape or (lambda _: [(1, 1)])
+        if self.caps[kind] and len(batch) > 1 and padded_tokens([shape(u) for u in batch]) > self.caps[kind]:
+            return self._in_parts(batch, forward, kind, shape)  # formed without the cap (torchrun workers)
         try:
             return forward(batch)
         except torch.OutOfMemoryError:
@@ -130,30 +239,47 @@ class Scheduler:
                 raise UserError(f"out of memory on {self.device} with a batch of one; free the device, or use a "
                                 "smaller model, --dtype bfloat16 or another --device") from None
         # Retried outside the except block, so the failed attempt's tensors are already released.
-        half = (len(batch) + 1) // 2
-        self.max_batch = min(self.max_batch or half, half)
+        tokens = padded_tokens([shape(u) for u in batch])
+        self.caps[kind] = min(self.caps[kind] or tokens, max(1, tokens // 2))
         self.stats["oom_retries"] += 1
-        self.log(f"out of memory on a batch of {len(batch)}: retrying in batches of at most {self.max_batch}, "
-                 "and keeping that limit for the rest of the run")
+        self.log(f"out of memory on a batch of {len(batch)} ({tokens} padded tokens): retrying {kind} batches of "
+                 f"at most {self.caps[kind]} padded tokens, and keeping that limit for the rest of the run")
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        return self._in_parts(batch, forward, kind, shape)
+
+    def _in_parts(self, batch: list, forward, kind: str, shape) -> list:
+        """forward over consecutive parts of the batch, each within the kind's cap."""
         out, i = [], 0
-        while i < len(batch):  # max_batch may fall further while the first part is retried
-            n = self.max_batch
-            out += self.split_on_oom(batch[i:i + n], forward)
-            i += n
+        while i < len(batch):  # the cap may fall further while the first part is retried
+            part = [batch[i]]
+            while i + len(part) < len(batch) and \
+                    padded_tokens([shape(u) for u in batch[i:i + len(part) + 1]]) <= self.caps[kind]:
+                part.append(batch[i + len(part)])
+            out += self.split_on_oom(part, forward, kind, shape)
+            i += len(part)
         return out
 
     def token_budget(self, scoring: bool = False) -> int:
-        """Tokens per padded batch for --batch-size auto: from free device memory on CUDA. On CPU,
-        scoring batches of about one window keep the activations in cache, while generation gains
-        from rows sharing each read of the weights in its one-token steps, up to where the growing
-        key/value cache costs more (both measured on 2 cores; benchmarks/)."""
-        if self.device.type == "cuda":
-            free = self.free_memory if self.free_memory is not None else torch.cuda.mem_get_info(self.device)[0]
-            cfg = self.model.config
-            per_token = 16 * cfg.hidden_size * (cfg.num_hidden_layers // 8 + 4) * self.model.dtype.itemsize
-            return int(max(self.window, min(256 * 1024, 0.4 * free / per_token)))
-        if self.device.type == "cpu":
-            return CPU_SCORING_BUDGET if scoring else CPU_GENERATION_BUDGET
-        return 16 * 1024
+        """Padded tokens per batch for --batch-size auto. On CUDA from the memory this process can
+        use (free + reserved by torch's allocator - allocated), computed once per run and kept
+        (describe() records it). On CPU, scoring batches of about one window keep the activations
+        in cache, while generation gains from rows sharing each read of the weights in its
+        one-token steps, up to where the growing key/value cache costs more (both measured on 2
+        cores; benchmarks/)."""
+        kind = "score" if scoring else "generate"
+        if kind not in self.budgets:
+            if self.device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(self.device)
+                usable = free + torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+                if self.free_memory is not None:  # torchrun: the figure all workers agreed on
+                    usable = self.free_memory
+                cfg = self.model.config
+                budget = cuda_token_budget(usable, cfg.hidden_size, cfg.num_hidden_layers, self.model.dtype.itemsize,
+                                           self.window)
+                self.budgets = {"score": budget, "generate": budget}
+            elif self.device.type == "cpu":
+                self.budgets = {"score": CPU_SCORING_BUDGET, "generate": CPU_GENERATION_BUDGET}
+            else:
+                self.budgets = {"score": 16 * 1024, "generate": 16 * 1024}
+        return self.budgets[kind]

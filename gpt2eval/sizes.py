@@ -12,3 +12,14 @@ PAPER_PARAMS = {"small": 117e6, "medium": 345e6, "large": 762e6, "xl": 1542e6}  
 VOCAB = 50257  # GPT-2's vocabulary (its byte-level BPE, <|endoftext|> = 50256)
 N_CTX = 1024   # GPT-2's context window
 DTYPE_NAMES = ("float32", "bfloat16", "float16")  # the --dtype choices (model.DTYPES maps them to torch)
+
+
+def activation_bytes_per_token(hidden: int, layers: int, itemsize: int) -> int:
+    """The engine's estimate of device memory per batched token (activations and keys/values)."""
+    return 16 * hidden * (layers // 8 + 4) * itemsize
+
+
+def cuda_token_budget(usable_bytes: float, hidden: int, layers: int, itemsize: int, window: int = N_CTX) -> int:
+    """Padded tokens per batch on a GPU with this much usable memory: 40% of it at the estimate
+    above, at least one window and at most 256k tokens (schedule.Scheduler.token_budget)."""
+    return int(max(window, min(256 * 1024, 0.4 * usable_bytes / activation_bytes_per_token(hidden, layers, itemsize))))

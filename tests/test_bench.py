@@ -59,3 +59,44 @@ def test_forward_profile_splits_a_window(tiny_model_dir):
     assert {"matmul", "attention"} <= set(rows)
     assert abs(sum(int(v.rstrip("%")) for v in rows.values()) - 100) <= len(rows)  # rounded shares
     assert "every position scored" in proc.stdout and "matmuls alone" in proc.stdout
+
+
+def test_whole_task_benchmark_runs_and_counts_shared_tokens(tiny_model_dir, tmp_path):
+    """benchmarks/bench_tasks.py: LAMBADA as the CLI runs it (all four metrics) beside lm-eval's
+    lambada_openai, and the multiple-choice workload; the forwarded-token ratios are exact and meet
+    issue 12's targets (passages at most 1.1 times, 10 candidates at most 1.3x their unique tokens)."""
+    out = tmp_path / "tasks"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_tasks.py"), "--data-dir", str(DATA), "--tokenizer",
+           str(TOKENIZER_DIR), "--model-dir", str(tiny_model_dir), "--out", str(out), "--lambada-n", "5",
+           "--mc-questions", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "tasks.json").read_text())
+    lam, mc = summary["lambada"], summary["mc"]
+    assert set(lam["gpt2eval"]["metrics"]) == {"ppl", "acc", "acc_last_token", "acc_stopword_filter"}
+    ours, theirs = lam["gpt2eval"]["metrics"], lam["lm_eval"]["metrics"]
+    assert abs(ours["ppl"] - theirs["perplexity"]) <= 1e-4 * theirs["perplexity"]  # the metric both compute
+    assert lam["passages_forwarded"] <= 1.1 and lam["gpt2eval"]["prefill_tokens"] == 0
+    assert mc["requests"] == 20 and mc["forwarded_over_unique"] <= 1.3 < mc["whole_over_unique"]
+    assert mc["max_logprob_diff"] < 1e-4
+    assert "the whole task" in (out / "tasks.md").read_text()
+
+
+def test_device_check_quick_mode_runs_every_step(tmp_path):
+    """benchmarks/device_check.py --quick: the GPU script's steps on tiny shapes on the CPU."""
+    out = tmp_path / "check.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "device_check.py"), "--quick", "--data-dir",
+                           str(DATA), "--tokenizer", str(TOKENIZER_DIR), "--out", str(out), "--seconds", "0.1"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [r["dtype"] for r in report["correctness"]] == ["float32", "bfloat16"]
+    assert all(r["ok"] for r in report["correctness"])
+    f32 = report["correctness"][0]
+    assert f32["max_abs_logprob_diff"] < 1e-4 and f32["greedy_flips"] == 0 and f32["same_decodes"] == 1.0
+    assert [m["size"] for m in report["sizes"]] == ["small", "medium", "large", "xl"]
+    for m in report["sizes"]:
+        assert m["score_window_tok_s"] > 0 and m["decode_step_s"] > 0 and m["budgets"]["score"] > 0
+    totals = {r["size"]: r["projected_s"] for r in report["projection"] if r["task"] == "TOTAL"}
+    assert set(totals) == {"small", "medium", "large", "xl"} and all(t > 0 for t in totals.values())
+    assert "lambada" in {r["task"] for r in report["projection"]}

@@ -23,7 +23,7 @@ def test_encoder_items_are_the_engines(engine_factory, tokenizer):
     reqs = [Loglikelihood("The cat sat on the", " mat"), Loglikelihood("", "Standalone text"),
             Loglikelihood("Trailing space moves ", "over")]
     seen = []
-    engine.score = lambda items, desc="": seen.extend(items) or [([0.0] * len(it.targets), [True]) for it in items]
+    engine.score = lambda items, desc="", **kw: seen.extend(items) or [([0.0] * len(it.targets), [True]) for it in items]
     engine.loglikelihood(reqs)
     items, truncated = Encoder(tokenizer, 32).loglikelihood(reqs)
     assert items == seen and truncated == [False] * 3

@@ -112,3 +112,36 @@ def test_plan_rejects_unknown_size(capsys):
     from gpt2eval.cli import main
     assert main(["plan", "--sizes", "huge", "--tokenizer", str(TOKENIZER_DIR)]) == 2
     assert "unknown size" in capsys.readouterr().err
+
+
+def test_shared_contexts_counted_as_the_engine_forwards_them(engine_factory, tokenizer):
+    """LAMBADA's decode continues from its log-likelihood forward (no prefill), and multiple-choice
+    candidates share their context's forward: plan mode counts what the engine forwards."""
+    import sys
+    from conftest import REPO
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import mc_workload
+    lines = (DATA / "lambada" / "lambada_test.jsonl").read_text().splitlines()[:4]
+    split = [json.loads(line)["text"].rsplit(" ", 1) for line in lines]
+    reqs = [Loglikelihood(c, " " + t) for c, t in split] + [Generation(c, 3) for c, _ in split]
+    reqs += mc_workload.requests(DATA / "cbt" / "cbt_valid.txt", 2)
+    eng = engine_factory()
+    eng.run(reqs)
+    w = count_work(Fixed(reqs), [None], tokenizer, window=eng.window)
+    assert (w.prefill_tokens, w.from_context) == (0, 4)
+    assert w.tokens == eng.stats["tokens_forwarded"] + (4 * 2 - eng.stats["decode_tokens"])  # plan: no early eos
+    assert w.forwarded_tokens == eng.stats["tokens_forwarded"] - eng.stats["decode_tokens"]
+    assert w.forwarded_tokens < 1.1 * eng.stats["unique_prompt_tokens"]
+
+
+def test_decode_steps_are_memory_bound_in_the_lower_bound(tokenizer):
+    from gpt2eval.plan import Plan, decode_reads
+    assert decode_reads([(10, 5), (8, 5), (3, 2)], budget=30) == (4 + 1, 2 * (11 + 12 + 13 + 14) + 4)
+    w = count_work(Fixed([Generation(HELLO, max_new_tokens=100)]), [None], tokenizer)
+    (row,) = Plan(["xl"], {"peak": 989.0}, [w]).rows()
+    weights = total_params(48, 1600) * 2
+    assert row["decode_steps"] == 99
+    assert row["decode_read_s"] >= 99 * weights / 3.35e12
+    assert row["bound@peak"] == pytest.approx(row["seconds@peak"] - row["decode_flops"] / 989e12
+                                              + row["decode_read_s"])
+    assert row["bound@peak"] > 20 * row["seconds@peak"]  # one row decoding: the weights' reads dominate
