@@ -18,6 +18,7 @@ from .data import KNOWN_SHA256, Dataset, read_text, sha256_text, text_from_hub_l
 from .detokenize import count_original_tokens
 from .requests import RollingLoglikelihood
 from .task import Metric, Scored, Task
+from .uncertainty import ratio
 
 
 # The part of the protocol every perplexity task shares; plugins add their de-tokenizer's entries.
@@ -87,4 +88,9 @@ class PerplexityTask(Task):
                    "bits_per_byte": nll / math.log(2) / len(text.encode("utf-8"))}
         extra = {"original_tokens": n_orig, "gpt2_tokens": result.n_tokens, "bytes": len(text.encode("utf-8")),
                  "total_nll": nll, "token_ratio": result.n_tokens / n_orig}
-        return Scored(metrics, samples, extra=extra)
+        nlls, lines = [s["nll"] for s in samples], "line of the test file"  # intervals: lines resampled
+        spread = {"ppl": ratio(nlls, [s["original_tokens"] for s in samples], math.exp, lines),
+                  "token_ppl": ratio(nlls, [s["gpt2_tokens"] for s in samples], math.exp, lines),
+                  "bits_per_byte": ratio([x / math.log(2) for x in nlls], [len(d.encode()) for _, d in examples],
+                                         unit=lines)}
+        return Scored(metrics, samples, extra=extra, spread=spread, pairs=[("ppl", "token_ppl")])
