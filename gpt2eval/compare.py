@@ -12,7 +12,7 @@ import csv
 from pathlib import Path
 
 from .errors import UserError
-from .model import PAPER_PARAMS, SIZES
+from .sizes import PAPER_PARAMS, SIZES
 from .paths import reference_dir
 from .uncertainty import format_ci
 

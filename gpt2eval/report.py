@@ -13,8 +13,8 @@ from .compare import (TIDY_COLUMNS, diffs, grid, in_interval, load_references, t
 from .document import blocks, column_of, to_html, to_markdown
 from .errors import UserError
 from .io import write_atomic
-from .model import SIZES
 from .plots import render, render_task, write_plots
+from .sizes import SIZES
 from .summary import num
 from .uncertainty import format_ci
 
