@@ -13,6 +13,7 @@ import io
 import re
 from pathlib import Path
 
+from .compare import TABLE4_ROUGE
 from .io import write_atomic
 from .sizes import PAPER_PARAMS, SIZES
 
@@ -57,7 +58,8 @@ def _errorbar(ax, cells: list[dict], fmt: str, color: str, label: str, filled: b
     return ys + [y - d for y, d in zip(ys, lo)] + [y + d for y, d in zip(ys, hi)]
 
 
-def panel_png(cells: list[dict], groups: dict[str, list[dict]] | None = None, title: str | None = None) -> bytes | None:
+def panel_png(cells: list[dict], groups: dict[str, list[dict]] | None = None, title: str | None = None,
+              ylabel: str | None = None) -> bytes | None:
     """One panel as PNG bytes: a task/metric's cells (one per size), or several metrics that share
     one paper row (`groups`: metric -> its cells) drawn together. Our values carry their 95%
     interval as error bars; a model that matches no paper size sits at its own parameter count.
@@ -79,15 +81,21 @@ def panel_png(cells: list[dict], groups: dict[str, list[dict]] | None = None, ti
         color = COLORS[i % len(COLORS)]
         on = sorted((c for c in group if c["ours"] and c["size"] in PAPER_PARAMS), key=_x)
         off = [c for c in group if c["ours"] and c["size"] not in PAPER_PARAMS and _x(c)]
-        subset = any(c["ours"]["subset"] for c in on + off)
+        subset = any(c["ours"]["subset"] for c in on)
         name = _ours_label(group) if len(groups) == 1 else metric
         all_y += _errorbar(ax, on, "o-", color, name + (" [subset]" if subset else ""), not subset)
-        models = ", ".join(dict.fromkeys(Path(str(c["ours"]["model"])).name for c in off))
+        models = ", ".join(dict.fromkeys(Path(str(c["ours"]["model"])).name + (" [subset]" if c["ours"]["subset"]
+                                                                                else "") for c in off))
         all_y += _errorbar(ax, off, "*", color, (f"{metric}: " if len(groups) > 1 else "") + models, True)
         for c in off:
             off_size[_x(c)] = c["size"]
     all_x += list(off_size)
-    sources = list(dict.fromkeys(name for c in cells for name in c["refs"]))
+    own_paper = len({g[0]["reference"] for g in groups.values()}) > 1  # settings with a paper row each
+    for i, (metric, group) in enumerate(groups.items() if own_paper else []):
+        rx, ry = _series(group, lambda c: (c["refs"].get("paper") or {}).get("value"))
+        ax.plot(rx, ry, "x--", color=COLORS[i % len(COLORS)], alpha=0.7, label=f"paper: {metric}")
+        all_y += ry
+    sources = list(dict.fromkeys(name for c in cells for name in c["refs"] if not (own_paper and name == "paper")))
     for i, name in enumerate(sources):
         rx, ry = _series(cells, lambda c: (c["refs"].get(name) or {}).get("value"))
         if name == "paper":
@@ -106,12 +114,12 @@ def panel_png(cells: list[dict], groups: dict[str, list[dict]] | None = None, ti
         ax.set_yscale("log")
     ax.set_xlabel("parameters (the paper's counts; ★ a model's own)", fontsize=8)
     better = "higher" if first["higher_is_better"] else "lower"
-    ax.set_ylabel(f"{first['metric'] if len(groups) == 1 else first['reference']} ({better} is better)", fontsize=8)
+    ax.set_ylabel(f"{ylabel or first['metric']} ({better} is better)", fontsize=8)
     subtitle = first["variant"][:70] if len(groups) == 1 else "protocol variants, 95% intervals"
     ax.set_title(title or f"{first['task']} · {first['metric']}\n{subtitle}", fontsize=9)
     ax.tick_params(labelsize=7)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7 if len(groups) < 3 else 5.5)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -135,21 +143,29 @@ def render(cells: list[dict]) -> dict[tuple[str, str], bytes]:
     return out
 
 
+def panel_key(metric: str, reference: str) -> str:
+    """Which report panel a metric is drawn in: its paper row (protocol variants of one number go
+    together), except that Table 4's settings share a panel per ROUGE score (tldr_rouge1, lead3_rouge1)."""
+    suffix = next((r for r in TABLE4_ROUGE if metric.endswith("_" + r)), None)
+    return f"{reference.split('/')[0]}/{suffix}" if suffix else reference
+
+
 def render_task(cells: list[dict]) -> list[tuple[str, bytes]]:
     """One task's panels for the report: one per paper row, its protocol variants drawn together,
     or (a task without paper rows) one for its first metric. [(title, PNG bytes)]"""
     by_ref: dict[str, dict[str, list[dict]]] = {}
     for (task, metric), group in by_metric(cells).items():
         if group[0]["reference"] and any(c["refs"].get("paper") for c in group):
-            by_ref.setdefault(group[0]["reference"], {})[metric] = group
+            by_ref.setdefault(panel_key(metric, group[0]["reference"]), {})[metric] = group
     if not by_ref and cells:
         first = next(iter(by_metric(cells).values()))
         by_ref[first[0]["metric"]] = {first[0]["metric"]: first}
     out = []
     for ref, groups in by_ref.items():
         first = next(iter(groups.values()))
-        png = panel_png(first, groups, title=f"{first[0]['task']} · {ref.split('/')[-1]}"
-                        + ("" if len(groups) == 1 else f" ({len(groups)} variants)"))
+        name = ref.split("/")[-1]
+        png = panel_png(first, groups, title=f"{first[0]['task']} · {name}"
+                        + ("" if len(groups) == 1 else f" ({len(groups)} variants)"), ylabel=name)
         if png:
             out.append((ref, png))
     return out

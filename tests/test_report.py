@@ -30,8 +30,15 @@ LAMBADA = {"small": {"ppl": 40.0, "acc": 32.5, "acc_stopword_filter": 44.0},
 PTB = {"small": {"ppl": 65.0, "bits_per_byte": 1.2}, "xl": {"ppl": 36.0, "bits_per_byte": 0.95}}
 
 
+def interval(value: float, half: float) -> dict:
+    return {"stderr": half / 1.96, "ci_low": value - half, "ci_high": value + half, "level": 0.95,
+            "method": "binomial", "n": 100, "unit": "passage"}
+
+
 def task_block(metrics: dict, info: dict, n: int, n_full: int, path: str) -> dict:
-    return {"metrics": metrics, "metric_info": {m: info[m] for m in metrics}, "n_examples": n, "n_full": n_full,
+    # made-up intervals: 1.5 either side (so the paper's 8.63 lies outside xl's ppl 10.5 ± 1.5)
+    return {"metrics": metrics, "intervals": {m: interval(v, 1.5) for m, v in metrics.items()},
+            "metric_info": {m: info[m] for m in metrics}, "n_examples": n, "n_full": n_full,
             "subset": n < n_full, "protocol": {"windows": "disjoint 1024"},
             "data": {"kind": "file", "path": f"/data/{path}", "sha256": "ab" * 32, "verified": True},
             "extra": {}, "wall_s": 1.0, "tokens_per_s": 100.0}
@@ -183,7 +190,8 @@ def test_plots_markdown_and_html(runs, tmp_path):
     assert "openai-community/gpt2-xl" in md and "lambada_test.jsonl" in md and "ab" * 32 in md
     assert "## Notes" in md and "replaces" in md
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(pngs) and 'src="plots/' not in html
+    # one panel per task and paper row (lambada ppl, lambada acc with its two variants, ptb ppl)
+    assert html.count("data:image/png;base64,") == 3 and 'src="plots/' not in html
     assert "Table 3 layout" in html and "lm-evaluation-harness issue 2159" in html
     assert {p.name for p in out.iterdir()} == {"plots", "report.md", "report.html", "comparison_tidy.csv",
                                               "table3.csv", "table4.csv"}
