@@ -94,7 +94,8 @@ def format_table(rows: list[dict]) -> str:
     """A plain-text table for the terminal; subset rows say so."""
     head = ["task", "metric", "size", "ours", "95% CI", "paper", "delta", "n", "variant"]
     body = [[r["task"], r["metric"], r["size"] or "-", _fmt(r["ours"]), format_ci(r) or "-", _fmt(r["paper"]),
-             "-" if r["delta"] is None else f"{r['delta']:+.2f}" + (" (outside CI)" if r["paper_in_ci"] is False else ""),
+             "-" if r["delta"] is None else f"{r['delta']:+.2f}" + (" (outside CI)" if r["paper_in_ci"] is False
+                                                                     else ""),
              f"{r['n_examples']}/{r['n_full']}" + (" (subset)" if r["subset"] else ""), r["variant"]]
             for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
@@ -105,8 +106,8 @@ def format_table(rows: list[dict]) -> str:
 # ---- several runs, several reference sources -------------------------------------------------
 
 TIDY_COLUMNS = ["task", "metric", "variant", "reference", "size", "paper_params", "source", "value", "ours",
-                "stderr", "ci_low", "ci_high", "diff", "rel_diff_pct", "in_ci", "n_examples", "n_full", "subset", "model",
-                "n_params", "citation", "note"]
+                "stderr", "ci_low", "ci_high", "diff", "rel_diff_pct", "in_ci", "n_examples", "n_full", "subset",
+                "model", "n_params", "citation", "note"]
 # The paper's Table 3, left to right: (column heading, reference key).
 TABLE3 = [("LAMBADA (PPL)", "lambada/ppl"), ("LAMBADA (ACC)", "lambada/acc"), ("CBT-CN (ACC)", "cbt_cn/acc"),
           ("CBT-NE (ACC)", "cbt_ne/acc"), ("WikiText2 (PPL)", "wikitext2/ppl"), ("PTB (PPL)", "ptb/ppl"),

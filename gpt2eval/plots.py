@@ -4,8 +4,9 @@ against parameter count (log scale), our values beside the paper's and any other
 The x axis uses the paper's parameter counts (117M, 345M, 762M, 1542M; the released checkpoints have
 124M, 355M, 774M, 1558M), so that our points sit on top of the paper's. A run compared with a size
 through --reference-size sits at that size; a model that matches no size sits at its own parameter
-count (a star). Our values carry their 95% intervals (gpt2eval.uncertainty) as error bars. Matplotlib's object API with the Agg canvas is used
-directly, so no global backend is switched and no window can open.
+count (a star). Our values carry their 95% intervals (gpt2eval.uncertainty) as error bars.
+Matplotlib's object API with the Agg canvas is used directly, so no global backend is switched and
+no window can open.
 """
 from __future__ import annotations
 

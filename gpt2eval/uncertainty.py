@@ -116,30 +116,28 @@ def corpus(examples: Sequence, statistic: Callable[[list], float], unit: str = "
 
 # ---- from a spread to an interval ----------------------------------------------------------------
 
-def resample_counts(n: int, resamples: int, seed: int = SEED):
-    """How often each of n units is drawn in each resample: yields (resamples_chunk x n) arrays.
-    Deterministic in (n, resamples, seed)."""
+def resample_indices(n: int, resamples: int, seed: int = SEED):
+    """The units drawn by each resample, in chunks of (resamples_chunk x n) indices; deterministic in
+    (n, resamples, seed), so every metric of a task with the same n gets the same resamples."""
     rng = np.random.Generator(np.random.PCG64(seed))
     chunk = max(1, _CHUNK_CELLS // max(n, 1))
     done = 0
     while done < resamples:
         k = min(chunk, resamples - done)
-        idx = rng.integers(0, n, size=(k, n))
-        flat = (idx + n * np.arange(k)[:, None]).ravel()
-        counts = np.bincount(flat, minlength=k * n).reshape(k, n).astype(np.float64)
-        yield counts, idx
+        yield rng.integers(0, n, size=(k, n))
         done += k
 
 
 def replicates(spread: Spread, seed: int = SEED) -> np.ndarray:
     """The statistic on each bootstrap resample."""
     out = []
-    for counts, idx in resample_counts(spread.n, spread.resamples, seed):
-        if spread.columns is None:
-            out += [float(spread.statistic([spread.examples[i] for i in row])) for row in idx]
-        else:
-            sums = counts @ spread.columns               # (k, columns): each resample's column sums
-            out += [float(spread.statistic(s, spread.n)) for s in sums]
+    for idx in resample_indices(spread.n, spread.resamples, seed):
+        for row in idx:
+            if spread.columns is None:
+                out.append(float(spread.statistic([spread.examples[i] for i in row])))
+            else:  # how often each unit was drawn, times its values: the resample's column sums
+                sums = np.bincount(row, minlength=spread.n) @ spread.columns
+                out.append(float(spread.statistic(sums, spread.n)))
     return np.asarray(out)
 
 
@@ -225,7 +223,7 @@ def variant_pairs(references: dict[str, str | None], spreads: dict) -> list[tupl
 
 def format_ci(iv: dict | None) -> str:
     """"[lo, hi]" for a terminal line or a table cell; "" without an interval."""
-    if not iv:
+    if not iv or iv.get("ci_low") is None:
         return ""
     fmt = (lambda v: f"{v:.4g}") if max(abs(iv["ci_low"]), abs(iv["ci_high"])) >= 1e4 else (lambda v: f"{v:.2f}")
     return f"[{fmt(iv['ci_low'])}, {fmt(iv['ci_high'])}]"

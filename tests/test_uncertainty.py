@@ -148,8 +148,11 @@ def test_every_task_wires_its_intervals_and_cnn_dailymail_draws_k_samples(tiny_m
     assert [(d["a"], d["b"]) for d in one["ptb"]["paired"]] == [("ppl", "token_ppl")]
     assert {(d["a"], d["b"]) for d in two["paired"]} >= {("tldr_rouge_avg", "no_hint_rouge_avg")}
     assert two["items_cached"] == 6 and two["items_computed"] == 6      # draw 0 of 3 articles x 2 prompts
-    assert "2 independent draws" in two["protocol"]["samples"] and "one draw" in one["cnn_dailymail"]["protocol"]["samples"]
-    read = lambda run: [json.loads(x) for x in (tmp_path / run / "samples" / "cnn_dailymail.jsonl").read_text().splitlines()]  # noqa: E731
+    assert "2 independent draws" in two["protocol"]["samples"]
+    assert "one draw" in one["cnn_dailymail"]["protocol"]["samples"]
+
+    def read(run):
+        return [json.loads(x) for x in (tmp_path / run / "samples" / "cnn_dailymail.jsonl").read_text().splitlines()]
     for a, b in zip(read("one"), read("two")):
         assert a["generated"] == b["generated"]                          # draw 0 is the single draw
         assert b["draws"]["tldr"][0]["summary"] == a["summaries"]["tldr"]
