@@ -84,7 +84,7 @@ def variants(cells: list[dict]) -> list[str]:
     return list(dict.fromkeys(f"{c['metric']}: {c['variant']}" for c in cells if c["ours"] and c["variant"]))
 
 
-PAIRED = ["a − b", "size", "difference (95% CI)", "0 within CI", "method"]
+PAIRED = ["a − b", "size", "difference (95% CI)", "variants differ (0 outside CI)", "method"]
 
 
 def paired_rows(winner: dict, task: str) -> list[list[str]]:
@@ -95,8 +95,8 @@ def paired_rows(winner: dict, task: str) -> list[list[str]]:
             continue
         for d in run["tasks"][t].get("paired") or []:
             record = {"value": d["diff"], "interval": d}
-            rows.append([f"{d['a']} − {d['b']}", col, with_ci(record), within(0.0, record),
-                         d["method"].split(" (")[0]])
+            differ = {INSIDE: "no", OUTSIDE: "differ", "": ""}[within(0.0, record)]
+            rows.append([f"{d['a']} − {d['b']}", col, with_ci(record), differ, d["method"].split(" (")[0]])
     return rows
 
 
