@@ -155,8 +155,9 @@ def _percentiles(reps: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def interval(spread: Spread, value: float, seed: int = SEED) -> dict:
-    """stderr, ci_low, ci_high of the reported `value`, and how they were computed."""
+def interval(spread: Spread, value: float, seed: int = SEED, reps: np.ndarray | None = None) -> dict:
+    """stderr, ci_low, ci_high of the reported `value`, and how they were computed (`reps`: the
+    bootstrap replicates, when already computed)."""
     base = {"level": LEVEL, "method": spread.method, "n": spread.n, "unit": spread.unit}
     if spread.note:
         base["note"] = spread.note
@@ -167,13 +168,14 @@ def interval(spread: Spread, value: float, seed: int = SEED) -> dict:
         se = spread.scale * _lm_eval_stderr(spread.columns[:, 0])
         lo, hi = max(0.0, value - Z * se), min(spread.scale, value + Z * se)
         return {"stderr": se, "ci_low": lo, "ci_high": hi, **base, "formula": "lm-eval mean_stderr, normal"}
-    reps = replicates(spread, seed)
+    reps = replicates(spread, seed) if reps is None else reps
     lo, hi = _percentiles(reps)
     return {"stderr": float(np.std(reps[np.isfinite(reps)], ddof=1)), "ci_low": lo, "ci_high": hi, **base,
             "resamples": spread.resamples, "seed": seed, "formula": "percentile bootstrap"}
 
 
-def paired(a: Spread, b: Spread, value_a: float, value_b: float, seed: int = SEED) -> dict | None:
+def paired(a: Spread, b: Spread, value_a: float, value_b: float, seed: int = SEED,
+           reps: dict | None = None) -> dict | None:
     """The difference a - b of two metrics on the same examples, with its interval: analytic when
     both are binomial (lm-eval's mean_stderr of the per-example differences), else the paired
     bootstrap (both statistics on the same resamples). None when the units differ."""
@@ -186,8 +188,8 @@ def paired(a: Spread, b: Spread, value_a: float, value_b: float, seed: int = SEE
         return {**base, "stderr": se, "ci_low": diff - Z * se, "ci_high": diff + Z * se,
                 "method": "paired analytic (lm-eval mean_stderr of differences)"}
     resamples = min(a.resamples, b.resamples)
-    ra = replicates(Spread(**{**a.__dict__, "resamples": resamples}), seed)
-    rb = replicates(Spread(**{**b.__dict__, "resamples": resamples}), seed)
+    ra, rb = (replicates(Spread(**{**s.__dict__, "resamples": resamples}), seed)
+              if (reps or {}).get(id(s)) is None or s.resamples != resamples else reps[id(s)] for s in (a, b))
     d = ra - rb
     lo, hi = _percentiles(d)
     return {**base, "stderr": float(np.std(d[np.isfinite(d)], ddof=1)), "ci_low": lo, "ci_high": hi,
@@ -202,10 +204,11 @@ class Summary:
 
 def summarize(metrics: dict, spreads: dict, pairs: Sequence[tuple[str, str]]) -> Summary:
     """Every metric's interval, and the paired differences asked for (pairs of metric names)."""
-    out = Summary({m: interval(s, metrics[m]) for m, s in spreads.items() if m in metrics})
+    reps = {id(s): replicates(s) for m, s in spreads.items() if m in metrics and s.method != "binomial"}
+    out = Summary({m: interval(s, metrics[m], reps=reps.get(id(s))) for m, s in spreads.items() if m in metrics})
     for m1, m2 in pairs:
         if m1 in spreads and m2 in spreads:
-            d = paired(spreads[m1], spreads[m2], metrics[m1], metrics[m2])
+            d = paired(spreads[m1], spreads[m2], metrics[m1], metrics[m2], reps=reps)
             if d is not None:
                 out.paired.append({"a": m1, "b": m2, **d})
     return out

@@ -135,7 +135,8 @@ def test_every_task_wires_its_intervals_and_cnn_dailymail_draws_k_samples(tiny_m
     --samples 2 keeps draw 0 equal to the single draw (read back from the cache) and averages the draws."""
     common = ["--model", str(tiny_model_dir), "--data-dir", str(DATA), "--limit", "3", "--no-progress",
               "--device", "cpu", "--cache", str(tmp_path / "cache.sqlite")]
-    assert main([*common, "--tasks", "ptb,coqa,triviaqa,cnn_dailymail", "--output", str(tmp_path / "one")]) == 0
+    tasks = "ptb,coqa,triviaqa,cnn_dailymail,cbt_cn,winograd"
+    assert main([*common, "--tasks", tasks, "--output", str(tmp_path / "one")]) == 0
     assert main([*common, "--tasks", "cnn_dailymail", "--samples", "2", "--output", str(tmp_path / "two")]) == 0
     one = json.loads((tmp_path / "one" / "results.json").read_text())["tasks"]
     two = json.loads((tmp_path / "two" / "results.json").read_text())["tasks"]["cnn_dailymail"]
@@ -146,6 +147,8 @@ def test_every_task_wires_its_intervals_and_cnn_dailymail_draws_k_samples(tiny_m
             assert iv["ci_low"] <= t["metrics"][metric] <= iv["ci_high"], (name, metric)
     assert one["ptb"]["intervals"]["ppl"]["unit"] == "line of the test file"
     assert [(d["a"], d["b"]) for d in one["ptb"]["paired"]] == [("ppl", "token_ppl")]
+    assert [(d["a"], d["b"]) for d in one["winograd"]["paired"]] == [("acc_partial", "acc_full")]  # one paper row
+    assert [(d["a"], d["b"]) for d in one["cbt_cn"]["paired"]] == [("acc", "acc_token_mean")]
     assert {(d["a"], d["b"]) for d in two["paired"]} >= {("tldr_rouge_avg", "no_hint_rouge_avg")}
     assert two["items_cached"] == 6 and two["items_computed"] == 6      # draw 0 of 3 articles x 2 prompts
     assert "2 independent draws" in two["protocol"]["samples"]
