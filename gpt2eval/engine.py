@@ -12,6 +12,7 @@ import sys
 from dataclasses import replace
 
 from .decode import generate_batch, suppressed_ids
+from .distributed import ShareDone
 from .encode import ContextTooLong, Encoder, ScoreItem, digest, rolling_windows, shared_lengths  # noqa: F401
 from .forward import fused_gpt2, gpt2_hidden_states, score_batch, target_logprobs  # noqa: F401
 from .requests import (Generation, GenerationResult, Loglikelihood, LoglikelihoodResult, Request, Result,
@@ -57,7 +58,11 @@ class Engine:
                              (Generation, self.generate)):
             idx = [i for i, r in enumerate(requests) if isinstance(r, kind)]
             if idx:
-                for i, res in zip(idx, method([requests[i] for i in idx], desc=desc)):
+                try:
+                    answers = method([requests[i] for i in idx], desc=desc)
+                except ShareDone:  # a worker under torchrun: its share is computed, rank 0 has the rest
+                    continue
+                for i, res in zip(idx, answers):
                     results[i] = res
         return results
 
