@@ -178,7 +178,7 @@ class Lambada(Task):
         spread = {m: binomial([s[flag] for s in samples], unit="passage") for m, flag in flags.items()}
         spread["ppl"] = ratio([-r.logprob for r in ll], [1] * n, math.exp, unit="passage")  # exp(mean NLL)
         return Scored(metrics, samples, extra={"n_target_tokens": sum(len(r.token_logprobs) for r in ll)},
-                      spread=spread)
+                      spread=spread, pairs=[("acc", "acc_stopword_filter")])  # the filter's effect, paired
 
 
 class LambadaOpenAIPreprocessed(Lambada):

@@ -118,15 +118,15 @@ def test_tiny_lambada_run_records_intervals_and_paired_differences(tmp_path, cap
     assert ppl["method"] == "bootstrap_ratio" and ppl["unit"] == "passage" and ppl["resamples"] == 1000
     assert ppl["ci_low"] < t["metrics"]["ppl"] < ppl["ci_high"] and "point_mismatch" not in ppl
     pairs = {(d["a"], d["b"]): d for d in t["paired"]}
-    assert set(pairs) == {("acc", "acc_last_token"), ("acc", "acc_stopword_filter"),
-                          ("acc_last_token", "acc_stopword_filter")}
+    assert set(pairs) == {("acc", "acc_last_token"), ("acc_stopword_filter", "acc_stopword_filter_bflm"),
+                          ("acc", "acc_stopword_filter")}  # two paper rows' variants, and the filter's effect
     d = pairs[("acc", "acc_last_token")]
     assert d["diff"] == pytest.approx(t["metrics"]["acc"] - t["metrics"]["acc_last_token"])
     assert 0 < d["stderr"] < t["intervals"]["acc"]["stderr"]           # paired: the shared noise cancels
     import pandas as pd
     rows = pd.read_csv(out / "comparison.csv").set_index("metric")
     assert rows.loc["acc", "ci_low"] == pytest.approx(t["intervals"]["acc"]["ci_low"])
-    assert not rows.loc["acc", "paper_in_ci"]                           # 45.99 is far above a tiny model
+    assert not rows.loc["acc_stopword_filter", "paper_in_ci"]           # 45.99 is far above a tiny model
     assert "95% CI" in capsys.readouterr().out
 
 
@@ -146,7 +146,7 @@ def test_every_task_wires_its_intervals_and_cnn_dailymail_draws_k_samples(tiny_m
             assert "point_mismatch" not in iv, (name, metric, iv)
             assert iv["ci_low"] <= t["metrics"][metric] <= iv["ci_high"], (name, metric)
     assert one["ptb"]["intervals"]["ppl"]["unit"] == "line of the test file"
-    assert [(d["a"], d["b"]) for d in one["ptb"]["paired"]] == [("ppl", "token_ppl")]
+    assert {(d["a"], d["b"]) for d in one["ptb"]["paired"]} == {("ppl", "token_ppl"), ("ppl", "word_ppl")}
     assert [(d["a"], d["b"]) for d in one["winograd"]["paired"]] == [("acc_partial", "acc_full")]  # one paper row
     assert [(d["a"], d["b"]) for d in one["cbt_cn"]["paired"]] == [("acc", "acc_token_mean")]
     assert {(d["a"], d["b"]) for d in two["paired"]} >= {("tldr_rouge_avg", "no_hint_rouge_avg")}
