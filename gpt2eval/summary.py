@@ -95,7 +95,7 @@ def paired_rows(winner: dict, task: str) -> list[list[str]]:
             continue
         for d in run["tasks"][t].get("paired") or []:
             record = {"value": d["diff"], "interval": d}
-            differ = {INSIDE: "no", OUTSIDE: "differ", "": ""}[within(0.0, record)]
+            differ = {INSIDE: "within noise", OUTSIDE: "differ", "": ""}[within(0.0, record)]
             rows.append([f"{d['a']} − {d['b']}", col, with_ci(record), differ, d["method"].split(" (")[0]])
     return rows
 
