@@ -25,6 +25,7 @@ from .download import Remote, obtain
 from .errors import DataError
 from .requests import RollingLoglikelihood
 from .task import Metric, Scored, Task
+from .uncertainty import ratio
 
 TEST_UNITS = 5_000_000
 STREAM = "one stream, disjoint 1024-token windows, first token after <|endoftext|>"
@@ -89,6 +90,9 @@ class CharLevelTask(Task):
         total = -result.logprob
         samples = [{"piece": i, "text": text[:80], "units": n, "gpt2_tokens": t, "nll": x}
                    for i, ((text, n), t, x) in enumerate(zip(examples, tokens, nll))]
+        unit = self.protocol.get("examples", "piece of the split")  # intervals: these pieces resampled
+        spread = {self.metric: ratio([x / math.log(2) for x in nll], [n for _, n in examples], unit=unit),
+                  "token_ppl": ratio(nll, tokens, math.exp, unit=unit)}
         return Scored({self.metric: total / math.log(2) / units, "token_ppl": math.exp(total / result.n_tokens)},
                       samples, extra={"units": units, "gpt2_tokens": result.n_tokens, "total_nll": total,
-                                      "tokens_per_unit": result.n_tokens / units})
+                                      "tokens_per_unit": result.n_tokens / units}, spread=spread)

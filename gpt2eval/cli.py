@@ -53,6 +53,8 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-size", choices=list(SIZES), default=None,
                    help="compare a --model whose shape matches no GPT-2 size with this size's paper values")
     p.add_argument("--seed", type=int, default=1234, help="run seed for sampled generation")
+    p.add_argument("--samples", type=positive_int, default=1, metavar="K",
+                   help="draws per example for tasks that sample (cnn_dailymail): mean and spread over K draws")
     p.add_argument("--include-path", action="append", default=[], help="folder of extra task plugins (repeatable)")
     p.add_argument("--list-tasks", action="store_true", help="list the available tasks and exit")
     p.add_argument("--cache", default=None, metavar="PATH", help="result cache file, shared by runs and reused "
@@ -90,7 +92,7 @@ def cmd_run(args) -> int:
         evaluate(RunConfig(models=models, tasks=tasks, output=output, data_dir=args.data_dir, limit=args.limit,
                            batch_size=args.batch_size, device=args.device, dtype=args.dtype, seed=args.seed,
                            progress=not args.no_progress, reference_size=args.reference_size,
-                           settings={"argv": sys.argv[1:]}, cache=cache))
+                           settings={"argv": sys.argv[1:]}, cache=cache, samples=args.samples))
     except KeyboardInterrupt:  # the runner has closed the cache by now: finished batches are on disk
         kept = (f"finished batches are in the result cache {cache}" if cache else
                 "the result cache was off (--no-cache), so unfinished tasks start over")

@@ -14,9 +14,11 @@ from pathlib import Path
 from .errors import UserError
 from .sizes import PAPER_PARAMS, SIZES
 from .paths import reference_dir
+from .uncertainty import format_ci
 
-COLUMNS = ["task", "metric", "size", "model", "ours", "paper", "delta", "n_examples", "n_full", "subset",
-           "reference", "variant", "protocol"]
+COLUMNS = ["task", "metric", "size", "model", "ours", "stderr", "ci_low", "ci_high", "paper", "delta", "paper_in_ci",
+           "n_examples", "n_full", "subset", "reference", "variant", "protocol"]
+INTERVAL = ["stderr", "ci_low", "ci_high"]  # our value's standard error and 95% interval (gpt2eval.uncertainty)
 PAPER_SOURCE_PREFIX = "Radford et al. 2019"
 REFERENCE_COLUMNS = ["task", "metric", "size", "value", "source"]
 
@@ -50,6 +52,13 @@ def paper_value(refs: list[dict], reference: str | None, size: str | None) -> fl
     return None
 
 
+def in_interval(value: float | None, iv: dict | None) -> bool | None:
+    """Whether a reference value lies inside our interval (None: no value or no interval)."""
+    if value is None or not iv or iv.get("ci_low") is None:
+        return None
+    return iv["ci_low"] <= value <= iv["ci_high"]
+
+
 def comparison_rows(results: dict, refs: list[dict]) -> list[dict]:
     """One row per (task, metric) of one run's results.json."""
     model = results["model"]
@@ -59,9 +68,11 @@ def comparison_rows(results: dict, refs: list[dict]) -> list[dict]:
         for metric, value in t["metrics"].items():
             info = t.get("metric_info", {}).get(metric, {})
             paper = paper_value(refs, info.get("reference"), model.get("size"))
+            iv = t.get("intervals", {}).get(metric) or {}
             rows.append({"task": task, "metric": metric, "size": model.get("size") or "", "model": model["id"],
-                         "ours": value, "paper": paper,
+                         "ours": value, **{k: iv.get(k) for k in INTERVAL}, "paper": paper,
                          "delta": None if paper is None or value is None else value - paper,
+                         "paper_in_ci": in_interval(paper, iv),
                          "n_examples": t["n_examples"], "n_full": t["n_full"], "subset": t["subset"],
                          "reference": info.get("reference") or "", "variant": info.get("variant", ""),
                          "protocol": protocol})
@@ -81,9 +92,10 @@ def _fmt(v) -> str:
 
 def format_table(rows: list[dict]) -> str:
     """A plain-text table for the terminal; subset rows say so."""
-    head = ["task", "metric", "size", "ours", "paper", "delta", "n", "variant"]
-    body = [[r["task"], r["metric"], r["size"] or "-", _fmt(r["ours"]), _fmt(r["paper"]),
-             "-" if r["delta"] is None else f"{r['delta']:+.2f}",
+    head = ["task", "metric", "size", "ours", "95% CI", "paper", "delta", "n", "variant"]
+    body = [[r["task"], r["metric"], r["size"] or "-", _fmt(r["ours"]), format_ci(r) or "-", _fmt(r["paper"]),
+             "-" if r["delta"] is None else f"{r['delta']:+.2f}" + (" (outside CI)" if r["paper_in_ci"] is False
+                                                                     else ""),
              f"{r['n_examples']}/{r['n_full']}" + (" (subset)" if r["subset"] else ""), r["variant"]]
             for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
@@ -94,7 +106,8 @@ def format_table(rows: list[dict]) -> str:
 # ---- several runs, several reference sources -------------------------------------------------
 
 TIDY_COLUMNS = ["task", "metric", "variant", "reference", "size", "paper_params", "source", "value", "ours",
-                "diff", "rel_diff_pct", "n_examples", "n_full", "subset", "model", "n_params", "citation", "note"]
+                "stderr", "ci_low", "ci_high", "diff", "rel_diff_pct", "in_ci", "n_examples", "n_full", "subset",
+                "model", "n_params", "citation", "note"]
 # The paper's Table 3, left to right: (column heading, reference key).
 TABLE3 = [("LAMBADA (PPL)", "lambada/ppl"), ("LAMBADA (ACC)", "lambada/acc"), ("CBT-CN (ACC)", "cbt_cn/acc"),
           ("CBT-NE (ACC)", "cbt_ne/acc"), ("WikiText2 (PPL)", "wikitext2/ppl"), ("PTB (PPL)", "ptb/ppl"),
@@ -157,12 +170,14 @@ def tidy_rows(cells: list[dict]) -> list[dict]:
         base = {k: c[k] for k in ("task", "metric", "variant", "size")}
         base.update(reference=c["reference"] or "", paper_params=int(PAPER_PARAMS[c["size"]]) if c["size"] in
                     PAPER_PARAMS else None, ours=o.get("value"), n_examples=o.get("n_examples"),
-                    n_full=o.get("n_full"), subset=o.get("subset"), model=o.get("model"))
+                    n_full=o.get("n_full"), subset=o.get("subset"), model=o.get("model"),
+                    **{k: (o.get("interval") or {}).get(k) for k in INTERVAL})
         if o:
             rows.append({**base, "source": OURS, "value": o["value"], "n_params": o.get("n_params")})
         for name, r in c["refs"].items():
             diff, rel = diffs(o.get("value"), r["value"])
             rows.append({**base, "source": name, "value": r["value"], "diff": diff, "rel_diff_pct": rel,
+                         "in_ci": in_interval(r["value"], o.get("interval")),
                          "citation": r["source"], "note": r.get("note") or ""})
     return rows
 

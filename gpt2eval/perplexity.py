@@ -36,6 +36,7 @@ from .data import KNOWN_SHA256, Dataset, read_text, sha256_text, text_from_hub_l
 from .detokenize import count_original_tokens
 from .requests import RollingLoglikelihood
 from .task import Metric, Scored, Task
+from .uncertainty import ratio
 
 
 # The part of the protocol every perplexity task shares; plugins add their de-tokenizer's entries.
@@ -148,7 +149,12 @@ class PerplexityTask(Task):
                    "token_ppl": math.exp(nll / n_tokens), "bits_per_byte": nll / math.log(2) / n_bytes}
         extra = {"original_tokens": n_orig, "words": n_words, "gpt2_tokens": n_tokens, "bytes": n_bytes,
                  "total_nll": nll, "token_ratio": n_tokens / n_orig, "streams": len(results)}
-        return Scored(metrics, samples, extra=extra)
+        unit = "article" if self.per_article else "line of the test file"  # intervals: these resampled
+        nlls, col = [s["nll"] for s in samples], lambda k: [s[k] for s in samples]  # noqa: E731
+        spread = {m: ratio(nlls, col(k), math.exp, unit) for m, k in
+                  (("ppl", "original_tokens"), ("word_ppl", "words"), ("token_ppl", "gpt2_tokens"))}
+        spread["bits_per_byte"] = ratio([x / math.log(2) for x in nlls], col("bytes"), unit=unit)
+        return Scored(metrics, samples, extra=extra, spread=spread, pairs=[("ppl", "token_ppl"), ("ppl", "word_ppl")])
 
     def sample(self, i: int, rows) -> dict:
         """One sample row: a line (one stream per file) or an article (per_article)."""

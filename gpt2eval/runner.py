@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__
+from . import __version__, uncertainty
 from . import distributed
 from .cache import ResultCache
 from .compare import comparison_rows, format_table, load_references, write_csv
@@ -38,6 +38,7 @@ class RunConfig:
     reference_size: str | None = None     # paper size to compare with when the shape matches none
     settings: dict = field(default_factory=dict)  # the command line, recorded verbatim
     cache: Path | None = None             # result cache file (cache.default_path); None: no cache
+    samples: int = 1                      # draws per example for tasks that sample (cnn_dailymail)
 
 
 def versions() -> dict:
@@ -77,6 +78,12 @@ def reference_size(lm, model_name: str, override: str | None) -> dict:
 
 
 def evaluate(cfg: RunConfig, log=print) -> list[dict]:
+    sampled = [t for t in cfg.tasks if hasattr(t, "samples")]  # a task that samples says so by this attribute
+    if cfg.samples != 1 and not sampled:
+        raise UserError(f"--samples {cfg.samples} draws several samples per example for tasks that sample "
+                        "(cnn_dailymail); none of the chosen tasks does: drop --samples or add such a task")
+    for t in sampled:
+        t.samples = cfg.samples
     data = DataSource(cfg.data_dir)
     datasets = {}
     for task in cfg.tasks:  # load (and verify) every dataset before any model: fail fast, fail cheap
@@ -180,6 +187,8 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
     by_worker = workers.counts_by_worker(task_key, counts) if workers else [counts]
     wall = time.perf_counter() - t0
     scored = task.score(examples, results)
+    pairs = uncertainty.variant_pairs({m: i.reference for m, i in task.metrics.items()}, scored.spread)
+    spread = uncertainty.summarize(scored.metrics, scored.spread, list(dict.fromkeys(pairs + scored.pairs)))
     tokens = sum(c["tokens_forwarded"] for c in by_worker)  # by every worker
     decode_tokens = sum(c.get("decode_tokens", 0) for c in by_worker)
     subset = len(examples) < ds.n_full
@@ -189,8 +198,10 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
     for relpath, obj in scored.files.items():  # a str is written as plain text (e.g. one segment per line)
         write_atomic(out / relpath, obj) if isinstance(obj, str) else write_json(out / relpath, obj)
     log(f"{task.name}: {len(examples)}/{ds.n_full} examples{' (SUBSET)' if subset else ''}, "
-        f"{len(requests)} requests, {wall:.1f}s, " + ", ".join(f"{k}={v:.4g}" for k, v in scored.metrics.items()))
-    return {"metrics": scored.metrics,
+        f"{len(requests)} requests, {wall:.1f}s, " + ", ".join(
+            f"{k}={v:.4g}" + (f" {uncertainty.format_ci(spread.intervals[k])}" if k in spread.intervals else "")
+            for k, v in scored.metrics.items()))
+    return {"metrics": scored.metrics, "intervals": spread.intervals, "paired": spread.paired,
             "metric_info": {m: {"reference": i.reference, "variant": i.variant, "higher_is_better": i.higher_is_better}
                             for m, i in task.metrics.items()},
             "n_examples": len(examples), "n_full": ds.n_full, "subset": subset,

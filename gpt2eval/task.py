@@ -21,6 +21,7 @@ from .data import Dataset, DataSource
 from .errors import UserError
 from .paths import builtin_tasks_dir
 from .requests import Request, Result
+from .uncertainty import Spread
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,19 @@ class Metric:
 
 @dataclass
 class Scored:
-    """A task's verdict: metrics, one sample row per example, and extra files (path -> JSON object, or a
-    str written as plain text)."""
+    """A task's verdict: metrics, one sample row per example, and extra files (path -> JSON object, or
+    a str written as plain text).
+
+    spread: per metric, what its confidence interval is computed from (gpt2eval.uncertainty:
+    binomial, mean, ratio, summed, corpus of per-example values). pairs: extra pairs of metrics
+    to compare on the same examples (metrics sharing a reference row are paired anyway).
+    """
     metrics: dict[str, float]
     samples: list[dict] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     files: dict[str, object] = field(default_factory=dict)
+    spread: dict[str, Spread] = field(default_factory=dict)
+    pairs: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Task:

@@ -28,6 +28,7 @@ from gpt2eval.data import Dataset, read_text
 from gpt2eval.detokenize import cbt_detokenize
 from gpt2eval.errors import DataError
 from gpt2eval.task import Metric, Scored, Task
+from gpt2eval.uncertainty import binomial
 
 BLANK = "XXXXX"
 GIT_BLOBS = {"CN": "dbe54c05644234ca1fe988238a535c13eb440d91", "NE": "7f702d10bfb15937da7c6423f8ce0a1231447f17"}
@@ -128,8 +129,11 @@ class CBT(Task):
                     "choice_token_mean": m.choice, "correct_token_mean": m.correct,
                     "context_truncated": any(r.truncated for r in rs)}
                    for q, s, m, rs in zip(examples, by_sum, by_mean, per_q)]
+        spread = {"acc": binomial([s["correct"] for s in samples], unit="question"),
+                  "acc_token_mean": binomial([s["correct_token_mean"] for s in samples], unit="question")}
         return Scored({"acc": mc.accuracy(by_sum), "acc_token_mean": mc.accuracy(by_mean)}, samples,
-                      extra={"contexts_truncated": sum(s["context_truncated"] for s in samples)})
+                      extra={"contexts_truncated": sum(s["context_truncated"] for s in samples)},
+                      spread=spread, pairs=[("acc", "acc_token_mean")])
 
 
 class CBTCommonNouns(CBT):

@@ -19,15 +19,24 @@ its tokens as `prefix`, forwarded once.
 Sentences: pysbd, offline. Metrics, in percent: ROUGE-1, ROUGE-2 and summary-level ROUGE-L F1
 (rouge-score with Porter stemming; ROUGE-L as ROUGE-1.5.5 computes it, see
 gpt2eval.metrics.summarization), and their mean rouge_avg (the paper's R-AVG).
+
+Draws (--samples K): the paper's numbers are one draw. With K > 1 each article and prompt gets K
+summaries from independent streams: draw 0 keeps the single-draw seed_key (so earlier and cached
+results stay valid), draw k > 0 appends "/draw<k>". A sampled row's metric is the mean over draws;
+extra["across_draws"] gives each draw's corpus score and their standard deviation. Intervals:
+ROUGE bootstrapped over articles (each article's score being its mean over the draws), so they
+hold both the article and the sampling noise; tldr and no_hint are paired on the same articles.
 """
 import hashlib
 import random
+import statistics
 
 from gpt2eval.data import Dataset, read_jsonl, sha256_text
 from gpt2eval.metrics.summarization import (aggregate_rouge, detokenize_ptb, first_sentences, rouge_scores,
                                             split_sentences)
 from gpt2eval.requests import Decoding, Generation
 from gpt2eval.task import Metric, Scored, Task
+from gpt2eval.uncertainty import mean
 
 LOCAL = "cnn_dailymail/frank_cnndm_test_250.jsonl"
 HUB = ("abisee/cnn_dailymail", "3.0.0", "test")
@@ -37,6 +46,7 @@ HINTS = {"tldr": "\nTL;DR:", "no_hint": ""}
 ROWS = {"tldr": "TL;DR:, top-2 sampling, first 3 sentences", "no_hint": "no hint, top-2 sampling, first 3 sentences",
         "random3": "3 random article sentences", "lead3": "first 3 article sentences"}
 SCORES = ["rouge1", "rouge2", "rougeL", "rouge_avg"]
+ROUGE = SCORES[:3]  # rouge_avg is their mean
 
 
 def example_from_hub(row: dict) -> dict:
@@ -61,7 +71,8 @@ class CnnDailyMail(Task):
     description = "CNN/Daily Mail: TL;DR, no hint, random-3, lead-3; ROUGE F1 (Table 4)"
     metrics = {f"{row}_{s}": Metric(f"cnn_dailymail/{row}_{s}", variant)
                for row, variant in ROWS.items() for s in SCORES}
-    protocol = {
+    samples = 1  # draws per article and prompt (--samples K)
+    base_protocol = {
         "prompt": "tldr: {article}\\nTL;DR:; no_hint: {article}",
         "decoding": f"top-k sampling k={TOP_K}, {NEW_TOKENS} new tokens; summary = first {N_SENTENCES} sentences "
                     "(pysbd)",
@@ -70,6 +81,12 @@ class CnnDailyMail(Task):
         "metric": "rouge-score ROUGE-1/2 and summary-level ROUGE-L (rougeLsum on pysbd sentences) F1, Porter "
                   "stemmer, mean = rouge_avg; percent",
     }
+
+    @property
+    def protocol(self):
+        draws = (f"{self.samples} independent draws per article and prompt (seed_key + /draw<k>, draw 0 = the "
+                 "single-draw key); metric = mean over draws" if self.samples > 1 else "one draw (the paper's)")
+        return {**self.base_protocol, "samples": draws}
 
     def load(self, data):
         path = data.find(LOCAL)
@@ -83,25 +100,60 @@ class CnnDailyMail(Task):
     def requests(self, examples):
         decoding = Decoding(top_k=TOP_K)
         return [Generation(ex["article"] + hint, NEW_TOKENS, decoding=decoding, prefix=ex["article"],
-                           truncate="prefix_end", seed_key=f"cnn_dailymail/{ex['id']}/{row}")
-                for ex in examples for row, hint in HINTS.items()]
+                           truncate="prefix_end", seed_key=seed_key(ex["id"], row, k))
+                for ex in examples for row, hint in HINTS.items() for k in range(self.samples)]
 
     def score(self, examples, results):
+        k, per_article = self.samples, len(HINTS) * self.samples
         samples, per_row = [], {row: [] for row in ROWS}
+        per_draw = {(row, d): [] for row in HINTS for d in range(k)}   # each draw's scores, for the spread
         for i, ex in enumerate(examples):
-            generated = dict(zip(HINTS, results[len(HINTS) * i:len(HINTS) * (i + 1)]))
-            summaries = {row: first_sentences(r.text, N_SENTENCES) for row, r in generated.items()}
+            mine = results[per_article * i:per_article * (i + 1)]
+            generated = {row: mine[j * k:(j + 1) * k] for j, row in enumerate(HINTS)}  # row -> its k draws
+            drawn = {row: [first_sentences(r.text, N_SENTENCES) for r in rs] for row, rs in generated.items()}
+            draw_scores = {row: [rouge_scores(x, ex["reference"]) for x in xs] for row, xs in drawn.items()}
+            for row, scores in draw_scores.items():
+                for d, sc in enumerate(scores):
+                    per_draw[(row, d)].append(sc)
+            summaries = {row: xs[0] for row, xs in drawn.items()}
             summaries["random3"] = random_sentences(ex["article"], ex["id"])
             summaries["lead3"] = first_sentences(ex["article"], N_SENTENCES)
-            scores = {row: rouge_scores(summary, ex["reference"]) for row, summary in summaries.items()}
+            scores = {row: {s: statistics.fmean(sc[s] for sc in draw_scores[row]) for s in draw_scores[row][0]}
+                      for row in HINTS}
+            scores.update({row: rouge_scores(summaries[row], ex["reference"]) for row in ("random3", "lead3")})
             for row in ROWS:
                 per_row[row].append(scores[row])
-            samples.append({"id": ex["id"], "article_chars": len(ex["article"]),
-                            "article_sha256": sha256_text(ex["article"]),
-                            "prompt_tokens": {row: r.prompt_tokens for row, r in generated.items()},
-                            "truncated_tokens": {row: r.truncated_tokens for row, r in generated.items()},
-                            "generated": {row: r.text for row, r in generated.items()},
-                            "summaries": summaries, "reference": ex["reference"], "rouge": scores})
+            sample = {"id": ex["id"], "article_chars": len(ex["article"]), "article_sha256": sha256_text(ex["article"]),
+                      "prompt_tokens": {row: rs[0].prompt_tokens for row, rs in generated.items()},
+                      "truncated_tokens": {row: rs[0].truncated_tokens for row, rs in generated.items()},
+                      "generated": {row: rs[0].text for row, rs in generated.items()},
+                      "summaries": summaries, "reference": ex["reference"], "rouge": scores}
+            if k > 1:  # every draw; "rouge" above is the mean over them
+                sample["draws"] = {row: [{"summary": x, "rouge": sc} for x, sc in zip(drawn[row], draw_scores[row])]
+                                   for row in HINTS}
+            samples.append(sample)
         metrics = {f"{row}_{s}": v for row in ROWS for s, v in aggregate_rouge(per_row[row]).items()}
-        extra = {"n_truncated": sum(r.truncated_tokens > 0 for r in results[::len(HINTS)])}
-        return Scored(metrics, samples, extra)
+        spread = {f"{row}_{s}": mean([sc[s] for sc in per_row[row]] if s != "rouge_avg" else
+                                     [statistics.fmean(sc[r] for r in ROUGE) for sc in per_row[row]], unit="article")
+                  for row in ROWS for s in SCORES}
+        extra = {"n_truncated": sum(r.truncated_tokens > 0 for r in results[::k * len(HINTS)]), "samples": k}
+        if k > 1:
+            extra["across_draws"] = across_draws(per_draw, k)
+        return Scored(metrics, samples, extra, spread=spread,
+                      pairs=[(f"tldr_{s}", f"no_hint_{s}") for s in SCORES])
+
+
+def seed_key(article_id: str, row: str, draw: int) -> str:
+    """Draw 0 is the single-draw key of earlier versions, so its samples (and cache entries) stay."""
+    return f"cnn_dailymail/{article_id}/{row}" + (f"/draw{draw}" if draw else "")
+
+
+def across_draws(per_draw: dict, k: int) -> dict:
+    """Each sampled metric's corpus value per draw, their mean and sample standard deviation."""
+    out = {}
+    for row in HINTS:
+        corpus = [aggregate_rouge(per_draw[(row, d)]) for d in range(k)]
+        for s in SCORES:
+            values = [c[s] for c in corpus]
+            out[f"{row}_{s}"] = {"values": values, "mean": statistics.fmean(values), "sd": statistics.stdev(values)}
+    return out

@@ -28,6 +28,7 @@ from gpt2eval.errors import DataError
 from gpt2eval.metrics import coqa
 from gpt2eval.requests import Generation
 from gpt2eval.task import Metric, Scored, Task
+from gpt2eval.uncertainty import binomial, mean
 
 FULL, ONE_STORY = "coqa/coqa-dev-v1.0.json", "coqa/coqa-dev-v1.0_first_story.json"
 N_QUESTIONS = 7983
@@ -135,7 +136,18 @@ class CoQA(Task):
                    **coqa.extraction_metrics(gold, preds)}
         extra = {"official_report": coqa.score_predictions(gold, preds),
                  "n_truncated": sum(r.truncated_tokens > 0 for r in results)}
-        return Scored(metrics, samples, extra, files={f"predictions/{self.name}.json": coqa.prediction_records(preds)})
+        spread = {}  # intervals over questions (a story's turns are not independent: a lower bound)
+        for group in ["", "_in_domain", "_out_domain"] + [f"_{d}" for d in coqa.DOMAIN_NAMES.values()]:
+            rows = [s for s in samples if group in ("", f"_{coqa.DOMAIN_NAMES[s['source']]}",
+                                                    "_in_domain" if s["source"] in coqa.IN_DOMAIN else "_out_domain")]
+            if rows:
+                spread[f"f1{group}"] = mean([s["f1"] for s in rows], unit="question")
+                spread[f"em{group}"] = binomial([s["em"] / 100 for s in rows], unit="question")
+        for suffix in coqa.EXTRACTIONS:  # the answer-extraction variants, on the same questions
+            spread[f"f1_{suffix}"] = mean([s[f"f1_{suffix}"] for s in samples], unit="question")
+            spread[f"em_{suffix}"] = binomial([s[f"em_{suffix}"] / 100 for s in samples], unit="question")
+        return Scored(metrics, samples, extra, files={f"predictions/{self.name}.json": coqa.prediction_records(preds)},
+                      spread=spread)
 
 
 class CoQALmEvalPrompt(CoQA):

@@ -45,6 +45,7 @@ from gpt2eval.data import Dataset, read_jsonl
 from gpt2eval.requests import Decoding, Generation, Loglikelihood
 from gpt2eval.stopwords import BFLM_STOPWORDS, ENGLISH_STOPWORDS
 from gpt2eval.task import Metric, Scored, Task
+from gpt2eval.uncertainty import binomial, ratio
 
 PUNCT = string.punctuation + "“”‘’—–…"
 STOPWORD_DECODE_TOKENS = 5  # enough for nearly every target word (most are 1-2 BPE tokens)
@@ -171,7 +172,13 @@ class Lambada(Task):
             "acc_stopword_filter": 100 * sum(s["correct_stopword_filter"] for s in samples) / n,
             "acc_stopword_filter_bflm": 100 * sum(s["correct_stopword_filter_bflm"] for s in samples) / n,
         }
-        return Scored(metrics, samples, extra={"n_target_tokens": sum(len(r.token_logprobs) for r in ll)})
+        flags = {"acc": "correct", "acc_last_token": "correct_last_token",
+                 "acc_stopword_filter": "correct_stopword_filter",
+                 "acc_stopword_filter_bflm": "correct_stopword_filter_bflm"}
+        spread = {m: binomial([s[flag] for s in samples], unit="passage") for m, flag in flags.items()}
+        spread["ppl"] = ratio([-r.logprob for r in ll], [1] * n, math.exp, unit="passage")  # exp(mean NLL)
+        return Scored(metrics, samples, extra={"n_target_tokens": sum(len(r.token_logprobs) for r in ll)},
+                      spread=spread, pairs=[("acc", "acc_stopword_filter")])  # the filter's effect, paired
 
 
 class LambadaOpenAIPreprocessed(Lambada):

@@ -24,6 +24,7 @@ from gpt2eval.download import Remote, cache_dir, extract_member, md5_checked, ob
 from gpt2eval.errors import DataError
 from gpt2eval.requests import RollingLoglikelihood
 from gpt2eval.task import Metric, Scored, Task
+from gpt2eval.uncertainty import ratio
 
 SHARD = "1bw/news.en.heldout-00000-of-00050"
 MEMBER = ("1-billion-word-language-modeling-benchmark-r13output/heldout-monolingual.tokenized.shuffled/"
@@ -72,5 +73,8 @@ class OneBillionWord(Task):
         samples = [{"line": i, "text": d[:80], "original_tokens": n, "gpt2_tokens": r.n_tokens, "nll": x}
                    for i, ((_, d), n, r, x) in enumerate(zip(examples, orig, results, nll))]
         total, gpt2 = sum(nll), sum(r.n_tokens for r in results)
+        spread = {"ppl": ratio(nll, orig, math.exp, unit="sentence"),  # intervals: sentences resampled
+                  "token_ppl": ratio(nll, [r.n_tokens for r in results], math.exp, unit="sentence")}
         return Scored({"ppl": math.exp(total / sum(orig)), "token_ppl": math.exp(total / gpt2)}, samples,
-                      extra={"original_tokens": sum(orig), "gpt2_tokens": gpt2, "total_nll": total})
+                      extra={"original_tokens": sum(orig), "gpt2_tokens": gpt2, "total_nll": total},
+                      spread=spread, pairs=[("ppl", "token_ppl")])

@@ -12,11 +12,14 @@ newline; the answer is that first line, stripped.
 Metrics: the official triviaqa_evaluation.py exact match and F1 (its normalisation, max over the
 gold aliases: NormalizedAliases + HumanAnswers), in percent. predictions/triviaqa.json is the
 official prediction file, a dict from question id to answer.
+Intervals (gpt2eval.uncertainty): exact match analytic (lm-evaluation-harness's binomial standard
+error), F1 bootstrapped, both over questions.
 """
 from gpt2eval.data import Dataset, sha256_text
 from gpt2eval.metrics import triviaqa
 from gpt2eval.requests import Generation
 from gpt2eval.task import Metric, Scored, Task
+from gpt2eval.uncertainty import binomial, mean
 
 JSONL, OFFICIAL = "triviaqa/llmfoundry_triviaqa_small.jsonl", "triviaqa/triviaqa_sample.json"
 HUB = ("mandarjoshi/trivia_qa", "rc.nocontext", "validation")
@@ -72,4 +75,8 @@ class TriviaQA(Task):
                    for ex, r in zip(examples, results)]
         scores = triviaqa.score_predictions(gold, preds)
         metrics = {"exact_match": scores["exact_match"], "f1": scores["f1"]}
-        return Scored(metrics, samples, extra={"n_scored": scores["n"]}, files={"predictions/triviaqa.json": preds})
+        scored_once = list({s["id"]: s for s in samples}.values())  # one per question id, as the metric counts
+        spread = {"exact_match": binomial([s["exact_match"] / 100 for s in scored_once], unit="question"),
+                  "f1": mean([s["f1"] for s in scored_once], unit="question")}
+        return Scored(metrics, samples, extra={"n_scored": scores["n"]}, files={"predictions/triviaqa.json": preds},
+                      spread=spread)

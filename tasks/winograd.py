@@ -24,6 +24,7 @@ from gpt2eval import multiple_choice as mc
 from gpt2eval.data import Dataset, read_jsonl
 from gpt2eval.errors import DataError
 from gpt2eval.task import Metric, Scored, Task
+from gpt2eval.uncertainty import binomial
 
 JSONL, XML = "winograd/llmfoundry_winograd_wsc.jsonl", "winograd/WSCollection.xml"
 HUB, PARQUET = "ErnestSDavis/winograd_wsc", "refs/convert/parquet"
@@ -124,4 +125,6 @@ class Winograd(Task):
                     "scores_partial": a.scores, "choice_partial": a.choice, "correct_partial": a.correct,
                     "scores_full": b.scores, "choice_full": b.choice, "correct_full": b.correct}
                    for (_, f), a, b in zip(examples, partial, full)]
-        return Scored({"acc_partial": mc.accuracy(partial), "acc_full": mc.accuracy(full)}, samples)
+        spread = {m: binomial([s[f"correct_{m[4:]}"] for s in samples], unit="schema")
+                  for m in ("acc_partial", "acc_full")}
+        return Scored({"acc_partial": mc.accuracy(partial), "acc_full": mc.accuracy(full)}, samples, spread=spread)

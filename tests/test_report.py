@@ -30,8 +30,15 @@ LAMBADA = {"small": {"ppl": 40.0, "acc": 32.5, "acc_stopword_filter": 44.0},
 PTB = {"small": {"ppl": 65.0, "bits_per_byte": 1.2}, "xl": {"ppl": 36.0, "bits_per_byte": 0.95}}
 
 
+def interval(value: float, half: float) -> dict:
+    return {"stderr": half / 1.96, "ci_low": value - half, "ci_high": value + half, "level": 0.95,
+            "method": "binomial", "n": 100, "unit": "passage"}
+
+
 def task_block(metrics: dict, info: dict, n: int, n_full: int, path: str) -> dict:
-    return {"metrics": metrics, "metric_info": {m: info[m] for m in metrics}, "n_examples": n, "n_full": n_full,
+    # made-up intervals: 1.5 either side (so the paper's 8.63 lies outside xl's ppl 10.5 ± 1.5)
+    return {"metrics": metrics, "intervals": {m: interval(v, 1.5) for m, v in metrics.items()},
+            "metric_info": {m: info[m] for m in metrics}, "n_examples": n, "n_full": n_full,
             "subset": n < n_full, "protocol": {"windows": "disjoint 1024"},
             "data": {"kind": "file", "path": f"/data/{path}", "sha256": "ab" * 32, "verified": True},
             "extra": {}, "wall_s": 1.0, "tokens_per_s": 100.0}
@@ -97,6 +104,10 @@ def test_compare_prints_table_and_writes_tidy_and_wide_csvs(runs, tmp_path, caps
     assert paper["diff"].item() == pytest.approx(43.0 - 55.48)
     assert paper.rel_diff_pct.item() == pytest.approx((43.0 - 55.48) / 55.48 * 100)
     assert paper.paper_params.item() == 345_000_000
+    assert (paper.ci_low.item(), paper.ci_high.item()) == (41.5, 44.5) and paper.stderr.item() == pytest.approx(1.5 / 1.96)
+    assert not paper.in_ci.item()                                  # 55.48 lies outside 43.0 ± 1.5
+    inside = df[(df.task == "ptb") & (df.metric == "ppl") & (df["size"] == "xl") & (df.source == "paper")]
+    assert inside.in_ci.item() and inside.ci_high.item() == 37.5   # 35.76 within 36.0 ± 1.5
     # large has the paper's row but none of ours; ptb at medium likewise
     assert set(df[df["size"] == "large"].source) == {"paper"}
     assert df[(df.task == "ptb") & (df["size"] == "medium")].source.tolist() == ["paper"]
@@ -182,8 +193,11 @@ def test_plots_markdown_and_html(runs, tmp_path):
     assert "33.00" in md and "100/5153*" in md and "subset" in md          # the rerun wins, flagged as a subset
     assert "openai-community/gpt2-xl" in md and "lambada_test.jsonl" in md and "ab" * 32 in md
     assert "## Notes" in md and "replaces" in md
+    assert "## Headline: the paper's numbers" in md and "33.00 ± 1.50" in md and "**no**" in md
+    assert "acc_stopword_filter (closest of 2)" in md                 # 44.0 is closer to 45.99 than 33.0
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(pngs) and 'src="plots/' not in html
+    # one panel per task and paper row (lambada ppl, lambada acc with its two variants, ptb ppl)
+    assert html.count("data:image/png;base64,") == 3 and 'src="plots/' not in html
     assert "Table 3 layout" in html and "lm-evaluation-harness issue 2159" in html
     assert {p.name for p in out.iterdir()} == {"plots", "report.md", "report.html", "comparison_tidy.csv",
                                               "table3.csv", "table4.csv", "other_experiments.csv"}
@@ -218,3 +232,20 @@ def test_metrics_filter_and_unknown_metric(runs, tmp_path, capsys):
     assert main(["compare", str(runs / "multi"), "--metrics", "lambada/nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown metric(s) lambada/nope" in err[0] and "lambada/ppl" in err[0]
+
+
+def test_a_model_matching_no_paper_size_is_plotted_at_its_parameter_count(runs, tmp_path):
+    import matplotlib.image
+    from gpt2eval.plots import panel_png, render
+    custom = write_run(tmp_path / "custom", None, "2025-03-01T00:00:00+00:00",
+                       {"lambada": task_block({"ppl": 80.0, "acc": 20.0, "acc_stopword_filter": 19.0}, LAMBADA_INFO,
+                                              500, 5153, "lambada_test.jsonl")}, model_id="/m/tiny-model")
+    alone = grid(collect(load_runs([custom]))[0], load_references())
+    assert {c["size"] for c in alone if c["ours"]} == {"tiny-model"}
+    assert ("lambada", "acc") in render(alone)                      # before: no point at a paper size, no plot
+    both = grid(collect(load_runs([runs / "multi", custom]))[0], load_references())
+    acc = [c for c in both if (c["task"], c["metric"]) == ("lambada", "acc")]
+    with_custom, without = panel_png(acc), panel_png([c for c in acc if c["size"] != "tiny-model"])
+    path = tmp_path / "p.png"
+    path.write_bytes(with_custom)
+    assert matplotlib.image.imread(path).shape[1] >= 400 and with_custom != without

@@ -243,5 +243,8 @@ def test_the_three_tasks_run_with_their_files_in_place(tmp_path, cache, monkeypa
     assert set(tasks["enwik8"]["metrics"]) == {"bits_per_byte", "token_ppl"}
     assert tasks["text8"]["metric_info"]["bits_per_char"]["reference"] == "text8/bits_per_char"
     assert tasks["1bw"]["metric_info"]["ppl"]["reference"] == "1bw/ppl"
+    for t in tasks.values():  # every metric has its interval, computed from the sample rows (gpt2eval.uncertainty)
+        assert set(t["intervals"]) == set(t["metrics"])
+        assert not any("point_mismatch" in iv for iv in t["intervals"].values())
     rows = (out / "samples/1bw.jsonl").read_text().splitlines()
     assert len(rows) == 2 and json.loads(rows[0])["original_tokens"] == len(SENTENCES[0].split()) + 1

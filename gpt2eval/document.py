@@ -1,0 +1,189 @@
+"""The `compare` report as a document: a list of blocks (headings, paragraphs, tables, images, and
+per-task blocks that put a task's scaling plots beside its tables), rendered as Markdown or as one
+self-contained HTML page. The headline comes first (one row per paper number), then one section
+per task, then the Table 3/4 layouts, models, protocol, data provenance and reference sources."""
+from __future__ import annotations
+
+import base64
+import html as htmllib
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__, summary
+from .compare import OTHER_COLUMNS, OURS, other_rows, table3_rows, table4_rows
+from .summary import num
+
+
+def column_of(model: dict) -> str:
+    """The size a run is compared as; a model matching no size gets a column of its own name."""
+    return model.get("size") or Path(str(model.get("id", "?"))).name
+
+
+def blocks(winner: dict, cells: list[dict], refs: list[dict], notes: list[str], pngs: dict) -> list:
+    """The report as ("h1" | "h2" | "p", text), ("list", items), ("table", header, rows), ("img", title, key)
+    and ("task", name, [image keys], [sub-blocks]): a task's plots beside its tables."""
+    runs = list({id(r): r for r in winner.values()}.values())
+    out = [("h1", "GPT-2 zero-shot results beside the paper"),
+           ("p", f"gpt2eval {__version__}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, from {len(runs)} run(s). "
+                 "Every value of ours carries its 95% confidence interval over the test set's examples; "
+                 "'paper within CI: no' flags a paper number outside it.")]
+    if any(c["ours"] and c["ours"]["subset"] for c in cells):
+        out.append(("p", "Warning: values marked * were computed on a subset (--limit) and are not comparable "
+                         "with the paper's full-set numbers."))
+    out += [("h2", "Headline: the paper's numbers"), ("table", summary.HEADLINE, summary.headline(cells)),
+            ("p", "One row per paper number we have a value for. Where several protocol variants are compared "
+                  "with one paper number, the closest is shown and named. Δ = ours − paper.")]
+    for task in dict.fromkeys(c["task"] for c in cells):
+        mine = [c for c in cells if c["task"] == task]
+        keys = [k for k in pngs if k[0] == "panel" and k[1] == task] or [k for k in pngs if k[:1] == (task,)]
+        parts = [("table", summary.TASK_TABLE, summary.task_rows(mine))]
+        paired = summary.paired_rows(winner, task)
+        if paired:
+            parts += [("p", "Protocol variants on the same examples (paired):"), ("table", summary.PAIRED, paired)]
+        draws = summary.draw_rows(winner, task)
+        if draws:
+            parts += [("p", "Spread of the corpus score across independent draws (--samples):"),
+                      ("table", summary.DRAWS, draws)]
+        parts.append(("list", summary.variants(mine)))
+        out.append(("task", task, keys, parts))
+    out.append(("p", "n = examples evaluated / full set; * = subset. Accuracies in percent; for ppl, bits and "
+                     "loss lower is better. How each interval is computed: README, 'Confidence intervals'. "
+                     "The full grid is in the tidy CSV (--csv)."))
+    t3 = table3_rows(cells, refs)
+    out += [("h2", "Table 3 layout"), ("table", list(t3[0]), [list(map(_cell, r.values())) for r in t3]),
+            ("p", "Values only; their intervals are in the tidy CSV and in the tables above.")]
+    t4 = table4_rows(cells, refs)
+    if any(r["source"] == OURS for r in t4):
+        out += [("h2", "Table 4 layout (CNN/Daily Mail)"),
+                ("table", list(t4[0]), [list(map(_cell, r.values())) for r in t4])]
+    other = other_rows(cells, refs)
+    out += [("h2", "The other experiments (Winograd, CoQA, CNN/DM, WMT-14, Natural Questions)"),
+            ("table", OTHER_COLUMNS, [[_cell(r[k]) for k in OTHER_COLUMNS] for r in other]),
+            ("p", "The paper gives these numbers for its largest model (1542M) only.")]
+    out += [("h2", "Models"), ("table", ["size", "model", "parameters", "compared as", "dtype", "device",
+                                         "created", "commit", "run"], [_model_row(r) for r in runs])]
+    out += [("h2", "Protocol"), ("list", _protocol(winner))]
+    out += [("h2", "Data provenance"), ("table", ["task", "size", "data", "sha256 / fingerprint", "verified"],
+                                        _provenance(winner))]
+    sources = {}
+    for c in cells:
+        for name, r in c["refs"].items():
+            sources.setdefault(name, {}).setdefault(r["source"], r["file"])
+    out += [("h2", "Reference sources"), ("table", ["column", "source", "file"],
+                                          [[n, s, f] for n, d in sources.items() for s, f in d.items()])]
+    if notes:
+        out += [("h2", "Notes"), ("list", notes)]
+    return out
+
+
+def _model_row(run: dict) -> list[str]:
+    m = run["model"]
+    n = m.get("n_params")
+    return [column_of(m), str(m.get("id")), f"{n / 1e6:.1f}M" if isinstance(n, (int, float)) else "-",
+            f"{m.get('paper_size') or '-'} ({m.get('size_from', '')})", str(m.get("dtype")), str(m.get("device")),
+            str(run.get("created")), (run.get("git_commit") or "-")[:10], run["_dir"]]
+
+
+def _cell(v) -> str:
+    return num(v) if isinstance(v, float) else ("" if v is None else str(v))
+
+
+def _protocol(winner: dict) -> list[str]:
+    """Each task's protocol choices once, or once per group of sizes where runs differ."""
+    seen: dict[str, dict[str, list[str]]] = {}
+    for (col, task), run in winner.items():
+        text = "; ".join(f"{k}: {v}" for k, v in run["tasks"][task].get("protocol", {}).items()) or "-"
+        seen.setdefault(task, {}).setdefault(text, []).append(col)
+    return [task + (f" ({', '.join(cols)})" if len(versions) > 1 else "") + f": {text}"
+            for task, versions in seen.items() for text, cols in versions.items()]
+
+
+def _provenance(winner: dict) -> list[list[str]]:
+    """task, sizes, file name or hub dataset, its sha256 (or hub fingerprint), verified."""
+    rows: dict[tuple, list[str]] = {}
+    for (col, task), run in winner.items():
+        d = run["tasks"][task].get("data") or {}
+        what = (Path(d["path"]).name if d.get("kind") == "file" and d.get("path") else
+                " ".join(str(d[k]) for k in ("dataset", "config", "split") if d.get(k)) or "-")
+        key = (task, what, d.get("sha256") or d.get("fingerprint") or "-", str(d.get("verified", "-")))
+        rows.setdefault(key, []).append(col)
+    return [[k[0], ", ".join(cols), *k[1:]] for k, cols in rows.items()]
+
+
+def to_markdown(doc: list, image_paths: dict, base: Path) -> str:
+    esc = lambda s: str(s).replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")  # noqa: E731
+    flag = lambda x: "**no**" if x == summary.OUTSIDE else esc(x)  # noqa: E731
+    out = []
+    for kind, *rest in doc:
+        if kind in ("h1", "h2", "h3"):
+            out.append({"h1": "# ", "h2": "## ", "h3": "### "}[kind] + rest[0])
+        elif kind == "p":
+            out.append(esc(rest[0]))
+        elif kind == "list":
+            out.append("\n".join(f"- {esc(x)}" for x in rest[0]))
+        elif kind == "table":
+            head, rows = rest
+            out.append("\n".join(["| " + " | ".join(map(esc, head)) + " |", "|" + "---|" * len(head)] +
+                                 ["| " + " | ".join(map(flag, r)) + " |" for r in rows]))
+        elif kind == "img" and rest[1] in image_paths:
+            out.append(f"![{rest[0]}]({Path(os.path.relpath(image_paths[rest[1]], base)).as_posix()})")
+        elif kind == "task":
+            name, _, parts = rest
+            images = [("img", f"{t} · {m}", (t, m)) for t, m in image_paths if t == name]
+            out.append(to_markdown([("h2", name), *images, *parts], image_paths, base).rstrip("\n"))
+    return "\n\n".join(out) + "\n"
+
+
+STYLE = """
+body{font-family:sans-serif;margin:1.5em;max-width:1360px;color:#222}
+h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:12px;margin:.6em 0}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;overflow-wrap:anywhere}
+th{background:#f4f4f4;max-width:11em}
+td:first-child,th:first-child{text-align:left}
+td.out{background:#fde2e2;color:#a00;font-weight:bold}
+td.in{color:#070}
+.task{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
+.plots{display:flex;flex-direction:column;gap:6px;flex:0 0 auto}
+.plots img{width:480px;height:auto;display:block}
+.tables{flex:1 1 480px;min-width:0}
+.tables ul{font-size:12px;color:#555;padding-left:1.2em}
+.tables p{margin:.8em 0 0;font-size:13px}
+figure{display:inline-block;margin:4px}
+"""
+
+
+def _html_table(head: list, rows: list) -> str:
+    e = htmllib.escape
+    cell = lambda x: (f'<td class="out">{e(x)}</td>' if x == summary.OUTSIDE else  # noqa: E731
+                      f'<td class="in">{e(x)}</td>' if x == summary.INSIDE else f"<td>{e(x)}</td>")
+    return ("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>" +
+            "".join("<tr>" + "".join(map(cell, r)) + "</tr>" for r in rows) + "</table>")
+
+
+def _html_blocks(doc: list, pngs: dict) -> list[str]:
+    e = htmllib.escape
+    body = []
+    for kind, *rest in doc:
+        if kind in ("h1", "h2", "h3", "p"):
+            body.append(f"<{kind}>{e(rest[0])}</{kind}>")
+        elif kind == "list":
+            body.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in rest[0]) + "</ul>")
+        elif kind == "table":
+            body.append(_html_table(*rest))
+        elif kind == "img":
+            data = base64.b64encode(pngs[rest[1]]).decode("ascii")
+            body.append(f'<figure><img alt="{e(rest[0])}" src="data:image/png;base64,{data}"></figure>')
+        elif kind == "task":
+            name, keys, parts = rest
+            imgs = "".join(f'<img alt="{e(name)} · {e(str(k[-1]))}" src="data:image/png;base64,'
+                           f'{base64.b64encode(pngs[k]).decode("ascii")}">' for k in keys)
+            body.append(f'<h2 id="task-{e(name)}">{e(name)}</h2><div class="task"><div class="plots">{imgs}</div>'
+                        f'<div class="tables">' + "".join(_html_blocks(parts, pngs)) + "</div></div>")
+    return body
+
+
+def to_html(doc: list, pngs: dict) -> str:
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>gpt2eval report</title>"
+            f"<style>{STYLE}</style></head><body>\n" + "\n".join(_html_blocks(doc, pngs)) + "\n</body></html>\n")
