@@ -1,7 +1,6 @@
 """Loading a causal LM and its tokenizer, and checking that the two belong together."""
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .fingerprint import model_fingerprint
 
 # The four public checkpoints, as (hub id, paper's name, (n_layer, n_embd)).
 SIZES = {
@@ -32,7 +32,7 @@ class LoadedModel:
     size: str | None          # "small".."xl" when the architecture matches a paper size
     dtype: str
     device: str
-    fingerprint: str          # names these exact weights, for the result cache
+    fingerprint: str          # names these files, config, dtype, device, versions: the result cache's model key
 
     def describe(self) -> dict:
         cfg = self.model.config
@@ -124,19 +124,13 @@ def check_tokenizer(config, tokenizer, model_id: str) -> None:
 
 
 def fingerprint(model_id: str, model, dtype: str, device: str, revision: str | None) -> str:
-    """Hub models: id + resolved commit. Local folders: a hash of the weight files' bytes."""
-    h = hashlib.sha256(f"{dtype}|{torch.device(device).type}".encode())
-    local = Path(model_id).expanduser()
-    if local.is_dir():
-        for f in sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin")):
-            h.update(f.name.encode())
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 24), b""):
-                    h.update(block)
-    else:
-        commit = getattr(model.config, "_commit_hash", None) or revision or "unknown-revision"
-        h.update(f"{model_id}@{commit}".encode())
-    return h.hexdigest()[:32]
+    """Names these exact files (or hub commit), configuration, dtype, device type and library
+    versions: the model half of a result-cache key (gpt2eval.fingerprint)."""
+    import transformers
+    commit = getattr(model.config, "_commit_hash", None) or revision
+    return model_fingerprint(model_id, model.config, dtype=dtype, device_type=torch.device(device).type,
+                             torch_version=torch.__version__, transformers_version=transformers.__version__,
+                             commit=commit)
 
 
 def make_random_model(path: str | os.PathLike, tokenizer_dir: str | os.PathLike, *, size: str = "small",

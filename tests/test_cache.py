@@ -50,7 +50,7 @@ def test_wal_mode_and_schema_version_recorded(tmp_path):
     ResultCache(path).close()
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert dict(con.execute("SELECT name, value FROM meta"))["schema_version"] == "1"
+    assert dict(con.execute("SELECT name, value FROM meta"))["schema_version"] == "2"  # 2: rows record their code
     con.close()
 
 
@@ -107,3 +107,167 @@ def test_empty_file_becomes_a_new_cache(tmp_path):
     with ResultCache(path) as cache:
         cache.for_model("fp").put_many({"k": 1})
         assert cache.count() == 1
+
+
+# ---- what the key holds: the code, the model's files and config, the versions ---------------------
+
+def test_answers_written_by_other_code_are_not_reused_and_counted(tmp_path):
+    with ResultCache(tmp_path / "c.sqlite") as cache:
+        cache.for_model("fp", label="m", code="old-code").put_many({"k": 1, "j": 2})
+        view = cache.for_model("fp", label="m", code="new-code")
+        assert view.get_many(["k", "j"]) == {}
+        note = view.not_reused_message("m")
+        assert "2 answers of this model written by other gpt2eval code are not reused" in note
+        assert cache.for_model("fp", label="m", code="old-code").get_many(["k"]) == {"k": 1}
+        cache.for_model("fp2", label="m", code="new-code")  # the same model id, loaded otherwise
+        assert "2 answers of m under another fingerprint" in cache.for_model("fp2", label="m",
+                                                                            code="new-code").not_reused_message("m")
+
+
+def copy_package(tmp_path):
+    from gpt2eval import fingerprint
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    for name in fingerprint.ANSWERING_MODULES:
+        (pkg / f"{name}.py").write_bytes((fingerprint.PACKAGE / f"{name}.py").read_bytes())
+    return pkg
+
+
+def test_a_change_to_any_byte_of_any_answering_module_changes_the_code_digest(tmp_path):
+    from gpt2eval.fingerprint import ANSWERING_MODULES, code_digest
+    pkg = copy_package(tmp_path)
+    base = code_digest(pkg)
+    assert base == code_digest()  # the copy is the installed code
+    seen = {base}
+    for name in ANSWERING_MODULES:
+        path = pkg / f"{name}.py"
+        original = path.read_bytes()
+        for pos in (0, len(original) // 2, len(original) - 1):
+            changed = bytearray(original)
+            changed[pos] ^= 0x01
+            path.write_bytes(bytes(changed))
+            digest = code_digest(pkg)
+            assert digest not in seen, (name, pos)
+            seen.add(digest)
+        path.write_bytes(original)
+    assert code_digest(pkg) == base
+
+
+def test_the_answering_modules_cover_everything_the_engine_imports():
+    """A new module that the engine comes to depend on must join ANSWERING_MODULES (or answers it
+    computes could be served after it changes)."""
+    import ast
+
+    from gpt2eval.fingerprint import ANSWERING_MODULES, PACKAGE
+    not_answering = {"errors"}  # exception classes: they change messages, never an answer
+    seen, todo = set(), ["engine"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((PACKAGE / f"{name}.py").read_text())):  # lazy imports too
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                todo += [node.module] if node.module else [a.name for a in node.names]
+    assert seen - not_answering <= set(ANSWERING_MODULES), seen - not_answering - set(ANSWERING_MODULES)
+
+
+def fp(folder, config=None, **kw):
+    from transformers import AutoConfig
+
+    from gpt2eval.fingerprint import model_fingerprint
+    args = {"dtype": "float32", "device_type": "cpu", "torch_version": "2.13.0", "transformers_version": "5.24.0", **kw}
+    return model_fingerprint(str(folder), config or AutoConfig.from_pretrained(folder), **args)
+
+
+def test_local_fingerprint_covers_config_tokenizer_weights_dtype_device_versions(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    base = fp(folder)
+    assert fp(tiny_model_dir) == base  # where the folder lies is not part of the model
+    (folder / "README.md").write_text("notes\n")
+    assert fp(folder) == base
+    for kw in ({"dtype": "bfloat16"}, {"device_type": "cuda"}, {"torch_version": "2.14.0"},
+               {"transformers_version": "5.25.0"}):
+        assert fp(folder, **kw) != base, kw
+    seen = {base}
+    files = sorted(p.name for p in folder.iterdir() if p.name != "README.md")
+    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+            "tokenizer_config.json"} <= set(files), files
+    for name in files:
+        path = folder / name
+        before = path.read_bytes()
+        path.write_bytes(before + b" ")  # one byte more (the same content to any JSON reader)
+        got = fp(folder)
+        assert got not in seen, name
+        seen.add(got)
+        path.write_bytes(before)
+    (folder / "generation_config.json").unlink()  # a folder without one is another model too
+    assert fp(folder) not in seen
+    # The configuration as loaded counts by itself too (a hub model has no folder to hash).
+    cfg = json.loads((folder / "config.json").read_text())
+    from transformers import GPT2Config
+    assert fp("some/hub-id", GPT2Config(**cfg), commit="abc") != \
+        fp("some/hub-id", GPT2Config(**{**cfg, "layer_norm_epsilon": 0.5}), commit="abc")
+    assert fp("some/hub-id", GPT2Config(**cfg), commit="abc") != fp("some/hub-id", GPT2Config(**cfg), commit="abd")
+
+
+def test_same_weights_other_config_is_not_served_the_first_models_answers(tiny_model_dir, tmp_path, capsys):
+    """The issue's case: a copy with the same weights but layer_norm_epsilon 0.5 in config.json,
+    run with the same cache file, was served all of the first model's LAMBADA answers."""
+    import json
+    import shutil
+
+    from conftest import DATA
+    from gpt2eval.cli import main
+    other = tmp_path / "other-eps"
+    shutil.copytree(tiny_model_dir, other)
+    cfg = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**cfg, "layer_norm_epsilon": 0.5}))
+    cache = tmp_path / "shared.sqlite"
+    runs = {}
+    for name, model in (("first", tiny_model_dir), ("other", other), ("again", tiny_model_dir)):
+        assert main(["--model", str(model), "--tasks", "lambada", "--data-dir", str(DATA), "--limit", "6",
+                     "--no-progress", "--cache", str(cache), "--output", str(tmp_path / name)]) == 0
+        runs[name] = json.loads((tmp_path / name / "results.json").read_text())
+    first, other_run, again = (runs[n]["tasks"]["lambada"] for n in ("first", "other", "again"))
+    assert first["items_computed"] == 12 and other_run["items_cached"] == 0 and other_run["items_computed"] == 12
+    assert other_run["metrics"]["ppl"] != first["metrics"]["ppl"]
+    assert runs["other"]["model"]["fingerprint"] != runs["first"]["model"]["fingerprint"]
+    assert again["items_cached"] == 12 and again["metrics"] == first["metrics"]
+
+
+def test_a_run_says_when_answers_of_its_model_were_written_by_other_code(tiny_model_dir, tmp_path, capsys,
+                                                                          monkeypatch):
+    import json
+
+    from conftest import DATA
+    from gpt2eval.cli import main
+    args = ["--model", str(tiny_model_dir), "--tasks", "lambada", "--data-dir", str(DATA), "--limit", "3",
+            "--no-progress", "--cache", str(tmp_path / "c.sqlite")]
+    monkeypatch.setattr("gpt2eval.cache.code_digest", lambda: "0" * 32)  # an earlier gpt2eval
+    assert main(args + ["--output", str(tmp_path / "old")]) == 0
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(args + ["--output", str(tmp_path / "new")]) == 0
+    out = capsys.readouterr().out
+    assert "6 answers of this model written by other gpt2eval code are not reused" in out
+    assert json.loads((tmp_path / "new" / "results.json").read_text())["tasks"]["lambada"]["items_cached"] == 0
+
+
+def test_a_version_1_file_is_upgraded_and_its_rows_are_never_served(tmp_path):
+    path = tmp_path / "v1.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("CREATE TABLE results (key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL, "
+                "created REAL NOT NULL)")
+    con.executemany("INSERT INTO meta VALUES (?, ?)", [("app", "gpt2eval result cache"), ("schema_version", "1")])
+    con.executemany("INSERT INTO results VALUES (?, ?, ?, ?)", [(f"row{i}", "old-fp", "[1]", 1.0) for i in range(5)])
+    con.commit()
+    con.close()
+    with ResultCache(path) as cache:
+        (entry,) = cache.summary()
+        assert entry["entries"] == 5 and entry["code"] == "schema-1" and entry["label"] is None
+        assert cache.prune(other_code="anything") == (5, 15) and cache.count() == 0
