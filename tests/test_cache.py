@@ -271,3 +271,90 @@ def test_a_version_1_file_is_upgraded_and_its_rows_are_never_served(tmp_path):
         (entry,) = cache.summary()
         assert entry["entries"] == 5 and entry["code"] == "schema-1" and entry["label"] is None
         assert cache.prune(other_code="anything") == (5, 15) and cache.count() == 0
+
+
+# ---- run_eval.py cache: show and prune -----------------------------------------------------------
+
+def filled_cache(path, now):
+    """Two models, one with answers of an older code, rows written a day and ten days ago."""
+    import time as time_module
+
+    from gpt2eval.fingerprint import code_digest
+    with ResultCache(path) as cache:
+        info = {"dtype": "float32", "device": "cpu"}
+        cache.for_model("a" * 32, label="org/model-a", info=info).put_many({f"k{i}": [i] for i in range(4)})
+        cache.for_model("a" * 32, label="org/model-a", info=info, code="0" * 32).put_many({"old": [0]})
+        cache.for_model("b" * 32, label="/tmp/model-b", info=info).put_many({"k": "x" * 1000})
+        cache.conn.execute("UPDATE results SET created = ? WHERE model = ?", (now - 10 * 86400, "b" * 32))
+        cache.conn.execute("UPDATE results SET created = ? WHERE model = ?", (now - 86400, "a" * 32))
+    assert abs(time_module.time() - now) < 60
+    return code_digest()
+
+
+def test_cache_show_lists_entries_by_model_and_code(tmp_path, capsys):
+    import time as time_module
+
+    from gpt2eval.cli import main
+    path = tmp_path / "c.sqlite"
+    code = filled_cache(path, time_module.time())
+    assert main(["cache", "--cache", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{path}: 6 entries") and code[:12] in out[0]
+    rows = {tuple(line.split()[:2]) + (line.split()[3],): line for line in out[2:]}  # model, fingerprint, entries
+    assert ("org/model-a", "a" * 12, "4") in rows and ("org/model-a", "a" * 12, "1") in rows
+    assert "this code" in rows[("org/model-a", "a" * 12, "4")]
+    assert "other (000000000000)" in rows[("org/model-a", "a" * 12, "1")]
+    assert ("/tmp/model-b", "b" * 12, "1") in rows and "float32/cpu" in rows[("/tmp/model-b", "b" * 12, "1")]
+
+
+@pytest.mark.parametrize("how, removed, left", [
+    (["--other-code"], 1, {("a" * 32, 4), ("b" * 32, 1)}),
+    (["--older-than", "5"], 1, {("a" * 32, 5)}),
+    (["--model", "org/model-a"], 5, {("b" * 32, 1)}),
+    (["--model", "bbbbbbbb"], 1, {("a" * 32, 5)}),  # a fingerprint prefix
+    (["--model", "org/model-a", "--other-code"], 1, {("a" * 32, 4), ("b" * 32, 1)}),  # conditions combine
+    (["--older-than", "0.5", "--model", "/tmp/model-b"], 1, {("a" * 32, 5)}),
+    (["--all"], 6, set()),
+])
+def test_cache_prune(tmp_path, capsys, how, removed, left):
+    import time as time_module
+    from collections import Counter
+
+    from gpt2eval.cli import main
+    path = tmp_path / "c.sqlite"
+    filled_cache(path, time_module.time())
+    assert main(["cache", "prune", "--cache", str(path)] + how) == 0
+    assert capsys.readouterr().out.startswith(f"removed {removed} entries (")
+    with ResultCache(path) as cache:
+        got = Counter(m for (m,) in cache.conn.execute("SELECT model FROM results"))
+        assert set(got.items()) == left
+        assert {m for (m,) in cache.conn.execute("SELECT fingerprint FROM models")} == {m for m, _ in left}
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["cache", "prune"], "say what to remove: --model ID, --older-than DAYS, --other-code, or --all"),
+    (["cache", "--all"], "go with `cache prune`"),
+    (["cache", "prune", "--all", "--other-code"], "--all removes everything; give it alone"),
+    (["cache", "prune", "--model", "nope/model"], "no entries for model 'nope/model'"),
+    (["cache", "prune", "--older-than", "-1"], "--older-than must be a number of days >= 0"),
+    (["cache", "prune", "--older-than", "soon"], "--older-than: invalid float value: 'soon'"),
+])
+def test_cache_subcommand_mistakes_are_one_line(tmp_path, capsys, argv, expected):
+    import time as time_module
+
+    from gpt2eval.cli import main
+    path = tmp_path / "c.sqlite"
+    filled_cache(path, time_module.time())
+    before = path.read_bytes()
+    assert main(argv + ["--cache", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1 and expected in err, err
+    if "nope/model" in expected:
+        assert "org/model-a" in err and "/tmp/model-b" in err  # says what the file holds
+    assert path.read_bytes() == before
+
+
+def test_cache_subcommand_never_creates_a_file(tmp_path, capsys):
+    from gpt2eval.cli import main
+    assert main(["cache", "--cache", str(tmp_path / "none.sqlite")]) == 2
+    assert "no result cache at" in capsys.readouterr().err and not list(tmp_path.iterdir())
