@@ -13,7 +13,7 @@ from pathlib import Path
 from . import cache_admin, plan, report
 from .cache import default_path as default_cache_path
 from .errors import UserError
-from .model import DTYPES, SIZES
+from .sizes import DTYPE_NAMES, SIZES
 from .score import add_score_arguments, run_score
 
 
@@ -49,7 +49,7 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="folder of upstream data files (else $GPT2EVAL_DATA_DIR, else hub)")
     p.add_argument("--batch-size", type=batch_size, default="auto", help="N or auto (default)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
-    p.add_argument("--dtype", choices=list(DTYPES), default="float32", help="float32 is the reference precision")
+    p.add_argument("--dtype", choices=list(DTYPE_NAMES), default="float32", help="float32 is the reference precision")
     p.add_argument("--reference-size", choices=list(SIZES), default=None,
                    help="compare a --model whose shape matches no GPT-2 size with this size's paper values")
     p.add_argument("--seed", type=int, default=1234, help="run seed for sampled generation")

@@ -12,7 +12,7 @@ import csv
 from pathlib import Path
 
 from .errors import UserError
-from .model import PAPER_PARAMS, SIZES
+from .sizes import PAPER_PARAMS, SIZES
 from .paths import reference_dir
 
 COLUMNS = ["task", "metric", "size", "model", "ours", "paper", "delta", "n_examples", "n_full", "subset",

@@ -9,19 +9,12 @@ import torch
 
 from .errors import UserError
 from .fingerprint import model_fingerprint
+from .sizes import DTYPE_NAMES, PAPER_PARAMS, SIZES  # noqa: F401 - re-exported: model.SIZES
 
-# The four public checkpoints, as (hub id, paper's name, (n_layer, n_embd)).
-SIZES = {
-    "small": ("openai-community/gpt2", "117M", (12, 768)),
-    "medium": ("openai-community/gpt2-medium", "345M", (24, 1024)),
-    "large": ("openai-community/gpt2-large", "762M", (36, 1280)),
-    "xl": ("openai-community/gpt2-xl", "1542M", (48, 1600)),
-}
-PAPER_PARAMS = {"small": 117e6, "medium": 345e6, "large": 762e6, "xl": 1542e6}
 PROBE_TEXT = "Hello world, this is GPT-2."
 PROBE_IDS = [15496, 995, 11, 428, 318, 402, 11571, 12, 17, 13]
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model", "vocab.txt")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 @dataclass

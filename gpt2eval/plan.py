@@ -1,8 +1,7 @@
 """Plan mode: what a run costs, counted from the tokenizer and the data alone (no weights).
 
-Every task's requests go through the engine's own encoding (`Engine.loglikelihood`,
-`Engine.rolling_loglikelihood`, `generate.encode_prompt`) with the model replaced by a recorder,
-so the token counts are the ones a real run forwards, duplicates removed as the engine removes them.
+Every task's requests go through the engine's own encoding (`encode.Encoder`, no model), so the
+token counts are the ones a real run forwards, duplicates removed as the engine removes them.
 
 FLOPs of one forward pass over a sequence of L tokens of which H reach the LM head:
     2 * N * L                       N = non-embedding parameters = n_layer * (12 d^2 + 13 d) + 2 d
@@ -16,20 +15,16 @@ so for generation the bound is loose.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .engine import Engine
+from .encode import Encoder, shared_lengths
 from .requests import Generation, Loglikelihood, RollingLoglikelihood
-
-VOCAB = 50257
-N_CTX = 1024
+from .sizes import N_CTX, SIZES, VOCAB
 H100_BF16_TFLOPS = 989.0  # NVIDIA H100 SXM, dense bfloat16 tensor-core peak
 
 
 def architecture(size: str) -> tuple[int, int]:
-    from .model import SIZES
     return SIZES[size][2]
 
 
@@ -76,28 +71,15 @@ class Work:
         return forward_flops(n_layer, d, self.tokens, self.attn_pairs, self.head_positions)
 
 
-class RecordingEngine(Engine):
-    """The engine's request encoding with the model taken out: items are recorded, not scored."""
-
-    def __init__(self, tokenizer, window: int = N_CTX):  # noqa: super().__init__ needs a model
-        self.tokenizer, self.window, self.eot = tokenizer, window, tokenizer.eos_token_id
-        self.cache, self.progress, self.items = None, False, []
-        self.stats = defaultdict(int)
-
-    def score(self, items, desc=""):
-        self.items += items
-        return [([0.0] * len(it.targets), [False] * len(it.targets)) for it in items]
-
-
 def count_work(task, examples: list, tokenizer, window: int = N_CTX) -> Work:
     """Encode a task's requests for these examples exactly as the engine would, and count."""
-    from .generate import encode_prompt, shared_lengths
     requests = task.requests(examples)
     w = Work(task.name, examples=len(examples), requests=len(requests))
-    eng = RecordingEngine(tokenizer, window)
-    eng.loglikelihood([r for r in requests if isinstance(r, Loglikelihood)])
-    eng.rolling_loglikelihood([r for r in requests if isinstance(r, RollingLoglikelihood)])
-    for it in {it.key(): it for it in eng.items}.values():  # the engine never scores a duplicate twice
+    enc = Encoder(tokenizer, window)
+    items, _ = enc.loglikelihood([r for r in requests if isinstance(r, Loglikelihood)])
+    windows, _ = enc.rolling([r for r in requests if isinstance(r, RollingLoglikelihood)])
+    items += [it for per_request in windows for it in per_request]
+    for it in {it.key(): it for it in items}.values():  # the engine never scores a duplicate twice
         n = len(it.input_ids)
         w.sequences += 1
         w.scored_tokens += len(it.targets)
@@ -106,7 +88,7 @@ def count_work(task, examples: list, tokenizer, window: int = N_CTX) -> Work:
         w.head_positions += len(it.targets)
     gens = [r for r in requests if isinstance(r, Generation)]
     prefix_ids: dict[str, list[int]] = {}
-    prompts = [encode_prompt(eng, r, prefix_ids) for r in gens]
+    prompts = [enc.prompt(r, prefix_ids) for r in gens]
     shared = shared_lengths(gens, prompts, list(range(len(gens))))
     groups: set[tuple[int, ...]] = set()
     for i, (r, p) in enumerate(zip(gens, prompts)):
@@ -221,7 +203,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from .data import DataSource
     from .errors import UserError
-    from .model import SIZES, load_tokenizer
+    from .model import load_tokenizer
     from .task import select
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]

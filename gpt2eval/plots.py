@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from .io import write_atomic
-from .model import PAPER_PARAMS, SIZES
+from .sizes import PAPER_PARAMS, SIZES
 
 MARKERS = ["^", "s", "D", "v", "P"]  # other reference sources (points only: they are often sparse)
 

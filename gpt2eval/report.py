@@ -17,7 +17,7 @@ from .compare import (OURS, TIDY_COLUMNS, diffs, grid, load_references, table3_r
                       write_rows)
 from .errors import UserError
 from .io import write_atomic
-from .model import SIZES
+from .sizes import SIZES
 from .plots import render, write_plots
 
 DEFAULT_NAMES = {"csv": "comparison_tidy.csv", "table3_csv": "table3.csv", "table4_csv": "table4.csv",

@@ -19,7 +19,8 @@ from .data import DataSource
 from .engine import Engine
 from .errors import UserError
 from .io import write_json, write_jsonl
-from .model import SIZES, load
+from .model import load
+from .sizes import SIZES
 from .task import Task
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpt2eval import engine as forward_module  # where fused_gpt2 / gpt2_hidden_states live
+from gpt2eval import forward as forward_module
 from gpt2eval.requests import Loglikelihood
 
 

@@ -216,15 +216,15 @@ def fail_batches_above(monkeypatch, target, limit: int) -> list[int]:
 
 def fail_fused_batches_above(monkeypatch, limit: int) -> list[int]:
     """The same for the fused GPT-2 scoring forward, which never calls the modules' forward."""
-    from gpt2eval import engine as engine_module
-    real, sizes = engine_module.gpt2_hidden_states, []
+    from gpt2eval import forward
+    real, sizes = forward.gpt2_hidden_states, []
 
     def fused(model, ids):
         sizes.append(ids.shape[0])
         if ids.shape[0] > limit:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (simulated)")
         return real(model, ids)
-    monkeypatch.setattr(engine_module, "gpt2_hidden_states", fused)
+    monkeypatch.setattr(forward, "gpt2_hidden_states", fused)
     return sizes
 
 

@@ -1,0 +1,160 @@
+"""Requests into token items and cache keys: the tokenizer only, no torch and no model.
+
+Both log-likelihood request types reduce to one unit, a `ScoreItem`: a token sequence of at most
+one window and the targets predicted at its last positions. Items are what gets batched and cached,
+so a 100k-token perplexity stream is resumable window by window. A generation request becomes a
+`Prompt` (its ids as the model sees them, after the request's own truncation rule). Plan mode
+counts work through this same `Encoder`, so its numbers are the ones a real run forwards.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from .requests import Generation, Loglikelihood, RollingLoglikelihood
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    input_ids: tuple[int, ...]
+    targets: tuple[int, ...]  # predicted by the last len(targets) positions of input_ids
+
+    def key(self) -> str:
+        return digest(["score", self.input_ids, self.targets])
+
+
+def digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, separators=(",", ":")).encode()).hexdigest()
+
+
+def rolling_windows(tokens: list[int], eot: int, window: int, stride: int | None) -> list[ScoreItem]:
+    """Split a token stream into items that score every token exactly once.
+
+    The stream is prefixed with <|endoftext|> so that its first token has a context. The first
+    window scores `window` tokens; each later one scores the next `stride` tokens and sees up to
+    `window - stride` tokens before them (only the single previous token when stride == window).
+    """
+    stride = stride or window
+    if not 0 < stride <= window:
+        raise ValueError(f"stride must be in 1..{window}, got {stride}")
+    seq = [eot] + list(tokens)
+    items, start, end = [], 0, min(window, len(tokens))
+    while start < len(tokens):
+        items.append(ScoreItem(tuple(seq[max(0, end - window):end]), tuple(tokens[start:end])))
+        start, end = end, min(end + stride, len(tokens))
+    return items
+
+
+def example_seed(run_seed: int, seed_key: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{run_seed}/{seed_key}".encode()).digest()[:8], "little") & (2**63 - 1)
+
+
+class ContextTooLong(ValueError):
+    pass
+
+
+@dataclass
+class Prompt:
+    """A generation request's token ids as the model sees them."""
+    ids: list[int]
+    n_prefix: int = 0   # leading ids that encode the request's `prefix` (0: none, or not reusable)
+    dropped: int = 0    # tokens cut by Generation.truncate
+
+
+class Encoder:
+    """Turns requests into token items with one tokenizer and one window (and, for the cache keys
+    of sampled generations, the run's seed)."""
+
+    def __init__(self, tokenizer, window: int, seed: int = 1234):
+        self.tokenizer, self.window, self.seed = tokenizer, window, seed
+        self.eot = tokenizer.eos_token_id
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def loglikelihood(self, requests: list[Loglikelihood]) -> tuple[list[ScoreItem], list[bool]]:
+        """One item per request, and whether its context was cut on the left to fit the window."""
+        items, truncated = [], []
+        for r in requests:
+            context, continuation = r.context, r.continuation
+            n_space = len(context) - len(context.rstrip(" "))  # the space belongs to the continuation
+            if n_space:
+                context, continuation = context[:-n_space], context[-n_space:] + continuation
+            ctx = self.encode(context) or [self.eot]
+            cont = self.encode(continuation)
+            if not cont:
+                raise ValueError(f"empty continuation for context ending {context[-40:]!r}")
+            full = (ctx + cont)[-(self.window + 1):]
+            truncated.append(len(ctx) + len(cont) > self.window + 1)
+            items.append(ScoreItem(tuple(full[:-1]), tuple(cont)))
+        return items, truncated
+
+    def rolling(self, requests: list[RollingLoglikelihood]) -> tuple[list[list[ScoreItem]], list[list[int]]]:
+        """Each request's windows, and the character offset where each of its tokens starts."""
+        encodings = [self.tokenizer(r.text, add_special_tokens=False, return_offsets_mapping=True) for r in requests]
+        windows = [rolling_windows(e["input_ids"], self.eot, self.window, r.stride) for e, r in zip(encodings, requests)]
+        return windows, [[start for start, _ in e["offset_mapping"]] for e in encodings]
+
+    def prompt(self, r: Generation, prefix_ids: dict[str, list[int]]) -> Prompt:
+        return encode_prompt(self, r, prefix_ids)
+
+    def generation_key(self, r: Generation, ids: list[int]) -> str:
+        return generation_key(self, r, ids)
+
+
+def generation_key(encoder, req: Generation, ctx_ids: list[int]) -> str:
+    d = req.decoding
+    seed = None if d.greedy else example_seed(encoder.seed, req.seed_key)
+    return digest(["gen", ctx_ids, req.max_new_tokens, list(req.stop), d.top_k, d.temperature,
+                   sorted(d.suppress_words), seed])
+
+
+def encode_prompt(encoder, r: Generation, prefix_ids: dict[str, list[int]]) -> Prompt:
+    """Encode the whole context (the tokens a plain encode gives), then cut it per `r.truncate`.
+    `encoder`: anything with encode(), eot and window (an Encoder or an Engine)."""
+    ids = encoder.encode(r.context) or [encoder.eot]
+    if r.prefix and r.prefix not in prefix_ids:
+        prefix_ids[r.prefix] = encoder.encode(r.prefix)
+    pre = prefix_ids.get(r.prefix, [])
+    # BPE can merge across the prefix's end ("...\n\n" alone is one token, "\n\nQ" is three), so
+    # the prefix is reusable only where its own tokens really begin the context's tokens.
+    n_prefix = len(pre) if pre and ids[:len(pre)] == pre else 0
+    room = encoder.window - r.max_new_tokens
+    if len(ids) <= room:
+        return Prompt(ids, n_prefix)
+    if r.truncate == "left" and room > 0:
+        return Prompt(ids[-room:], 0, len(ids) - room)
+    if r.truncate == "prefix_end" and pre:
+        rest = ids[n_prefix:] if n_prefix else encoder.encode(r.context[len(r.prefix):])
+        keep = room - len(rest)
+        if keep > 0:
+            return Prompt(pre[:keep] + rest, keep, len(pre) - keep)
+    raise ContextTooLong(
+        f"prompt of {len(ids)} tokens + {r.max_new_tokens} new tokens exceeds the {encoder.window}-token "
+        f"window (truncate={r.truncate!r}); the task must shorten its context (seed_key={r.seed_key!r})")
+
+
+def common_prefix(seqs: list[list[int]]) -> list[int]:
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        n = next((j for j in range(n) if s[j] != first[j]), n)
+    return first[:n]
+
+
+def shared_lengths(requests: list[Generation], prompts: list[Prompt], todo: list[int]) -> dict[int, int]:
+    """How many leading ids of each prompt come from a forward pass shared with other requests.
+
+    Requests with the same `prefix` whose prompts begin with its tokens share their longest common
+    leading ids (so the truncated variants of one article share what they have in common); each
+    prompt keeps at least one id of its own, whose logits start the decoding. 0: not shared."""
+    by_prefix: dict[str, list[int]] = {}
+    for i in todo:
+        if prompts[i].n_prefix:
+            by_prefix.setdefault(requests[i].prefix, []).append(i)
+    out = dict.fromkeys(todo, 0)
+    for members in by_prefix.values():
+        if len(members) > 1:
+            n = len(common_prefix([prompts[i].ids[:prompts[i].n_prefix] for i in members]))
+            out.update({i: min(n, len(prompts[i].ids) - 1) for i in members})
+    return out
