@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-from .decode import generate_batch, suppressed_ids
-from .encode import ContextTooLong, Encoder, ScoreItem, digest, rolling_windows, shared_lengths  # noqa: F401
+from .decode import finish, generate_batch, suppressed_ids
+from .encode import BadRequest, ContextTooLong, Encoder, check_request, ScoreItem, digest, rolling_windows, shared_lengths  # noqa: F401
 from .forward import fused_gpt2, gpt2_hidden_states, score_batch, target_logprobs  # noqa: F401
 from .requests import (Generation, GenerationResult, Loglikelihood, LoglikelihoodResult, Request, Result,
                        RollingLoglikelihood, RollingResult)
@@ -51,14 +51,23 @@ class Engine:
 
     # ---- public API ------------------------------------------------------------------------
     def run(self, requests: list[Request], desc: str = "") -> list[Result]:
-        """Answer a mixed list of requests, returning results in the same order."""
+        """Answer a mixed list of requests, returning results in the same order. `desc`: the task's
+        name, in progress bars and in the one-line error about a request that cannot be answered."""
         results: list[Result | None] = [None] * len(requests)
-        for kind, method in ((Loglikelihood, self.loglikelihood), (RollingLoglikelihood, self.rolling_loglikelihood),
-                             (Generation, self.generate)):
-            idx = [i for i, r in enumerate(requests) if isinstance(r, kind)]
-            if idx:
-                for i, res in zip(idx, method([requests[i] for i in idx], desc=desc)):
-                    results[i] = res
+        try:
+            vocab = len(self.tokenizer)
+            for r in requests:  # before any model work
+                check_request(r, self.window, vocab)
+            for kind, method in ((Loglikelihood, self.loglikelihood),
+                                 (RollingLoglikelihood, self.rolling_loglikelihood), (Generation, self.generate)):
+                idx = [i for i, r in enumerate(requests) if isinstance(r, kind)]
+                if idx:
+                    for i, res in zip(idx, method([requests[i] for i in idx], desc=desc)):
+                        results[i] = res
+        except BadRequest as e:
+            if not desc:
+                raise
+            raise type(e)(f"task {desc}: {e}") from None
         return results
 
     def encode(self, text: str) -> list[int]:
@@ -90,14 +99,15 @@ class Engine:
         def share(todo: list[int]) -> dict[int, int]:
             return shared_lengths(requests, prompts, todo) if reuse_prefix else dict.fromkeys(todo, 0)
 
-        def decode(part: list[int], n_shared: dict[int, int]) -> list[GenerationResult]:
+        def decode(part: list[int], n_shared: dict[int, int]) -> list[dict]:
             return generate_batch(self.model, self.tokenizer, [requests[i] for i in part], [prompts[i].ids for i in part],
                                   [n_shared[i] for i in part], memo, seed=self.seed, stats=self.stats,
                                   suppress_memo=self.suppress_memo)
         answers = self.scheduler.generate(
             keys, [len(p.ids) + r.max_new_tokens for r, p in zip(requests, prompts)], [r.prefix for r in requests],
-            share, decode, lambda v: GenerationResult(**v), vars, desc=desc)
-        return [replace(a, prompt_tokens=len(p.ids), truncated_tokens=p.dropped) for a, p in zip(answers, prompts)]
+            share, decode, dict, dict, desc=desc)  # token ids are cached; the text is cut here, on reading
+        return [replace(finish(self.tokenizer, a, r), prompt_tokens=len(p.ids), truncated_tokens=p.dropped)
+                for a, r, p in zip(answers, requests, prompts)]
 
     def suppressed_ids(self, words: tuple[str, ...]) -> list[int]:
         return suppressed_ids(self.tokenizer, words, self.suppress_memo)

@@ -358,3 +358,31 @@ def test_cache_subcommand_never_creates_a_file(tmp_path, capsys):
     from gpt2eval.cli import main
     assert main(["cache", "--cache", str(tmp_path / "none.sqlite")]) == 2
     assert "no result cache at" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_generations_are_cached_as_token_ids_and_cut_into_text_when_read(engine_factory, tokenizer, tmp_path,
+                                                                         monkeypatch):
+    import json
+
+    from gpt2eval import decode
+    from gpt2eval.requests import Generation
+    reqs = [Generation("The cat sat on the", 12, stop=(".", "\n")), Generation("Hello world", 6)]
+    with ResultCache(tmp_path / "c.sqlite") as cache:
+        first = engine_factory(batch_size=2, cache=cache.for_model("fp")).run(reqs)
+        values = [json.loads(v) for (v,) in cache.conn.execute("SELECT value FROM results")]
+        assert len(values) == 2 and all(set(v) == {"token_ids", "ended"} for v in values)  # no text
+        assert sorted(v["token_ids"] for v in values) == sorted(r.token_ids for r in first)
+        for r in first:
+            assert r.raw_text == tokenizer.decode(r.token_ids) and r.raw_text.startswith(r.text)
+        # Another way of cutting the text applies to cached answers too: nothing cut is stored.
+        real = decode.finish
+        monkeypatch.setattr("gpt2eval.engine.finish", lambda tok, a, r: real(tok, a, r.__class__(
+            r.context, r.max_new_tokens, stop=r.stop + (" ",))))
+        view = cache.for_model("fp")
+        again = engine_factory(batch_size=2, cache=view).run(reqs)
+        assert view.stats["hits"] == 2
+        for a, r, req in zip(again, first, reqs):
+            cuts = [r.raw_text.index(s) for s in req.stop + (" ",) if s in r.raw_text]
+            assert a.token_ids == r.token_ids and a.raw_text == r.raw_text
+            assert a.text == r.raw_text[:min(cuts, default=len(r.raw_text))]
+        assert any(a.text != r.text for a, r in zip(again, first))  # the new cut really differs
