@@ -102,6 +102,45 @@ def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int
     return torch.cat(logprobs), torch.cat(greedy)
 
 
+# Causal LMs whose logits are exactly output_embedding(base_model(ids).last_hidden_state), with
+# nothing after the head (no scaling or soft-capping): the blocked head may stand in for their own.
+# Each is checked against the model's forward in tests/test_heads.py; add one only with such a test.
+HEAD_ONLY = {"GPT2LMHeadModel", "LlamaForCausalLM"}
+OWN_LOGITS_BUDGET = {"cuda": 2 << 30, "cpu": 256 << 20}  # bytes of float32 logits per forward (else 512 MiB)
+
+
+def head_only(model) -> bool:
+    """Whether the blocked head (`target_logprobs`) computes this model's own logits: one of the
+    HEAD_ONLY classes itself (not a subclass), its head a plain Linear, no hook anywhere on the head
+    or the model's top that the blocked head would bypass."""
+    head = model.get_output_embeddings()
+    return (type(model).__name__ in HEAD_ONLY and type(model).__module__.startswith("transformers.")
+            and type(head) is torch.nn.Linear and "forward" not in vars(head) and "forward" not in vars(model)
+            and not (head._forward_hooks or head._forward_pre_hooks or model._forward_hooks
+                     or model._forward_pre_hooks))
+
+
+def own_logits_logprobs(model, ids: torch.Tensor, rows: list[int], cols: list[int], targets: list[int]):
+    """log p(target) in float32 and greedy flags from the logits of the model's own forward (its
+    scaling, soft-capping, whatever its head does), at the asked-for positions only
+    (`logits_to_keep` as a boolean mask). The positions are taken in order, as many per forward as
+    OWN_LOGITS_BUDGET allows; each forward takes only the rows it needs, cut after the last needed
+    column (exact for a causal model). A row split between two forwards is forwarded twice."""
+    vocab = model.get_output_embeddings().weight.shape[0]
+    per_forward = max(1, OWN_LOGITS_BUDGET.get(ids.device.type, 512 << 20) // (4 * vocab))
+    logprobs, greedy = [], []
+    for s in range(0, len(targets), per_forward):
+        r, c = rows[s:s + per_forward], cols[s:s + per_forward]
+        t = torch.tensor(targets[s:s + per_forward], device=ids.device)
+        sub = ids[r[0]:r[-1] + 1, :max(c) + 1]
+        keep = torch.zeros(sub.shape, dtype=torch.bool, device=ids.device)
+        keep[torch.tensor(r, device=ids.device) - r[0], torch.tensor(c, device=ids.device)] = True
+        logits = model(input_ids=sub, use_cache=False, logits_to_keep=keep).logits.float()  # [kept, vocab], row-major
+        logprobs.append(torch.log_softmax(logits, -1).gather(1, t[:, None]).squeeze(1))
+        greedy.append(logits.argmax(-1) == t)  # ties: the lower id, as target_logprobs
+    return torch.cat(logprobs), torch.cat(greedy)
+
+
 @torch.inference_mode()
 def score_batch(model, items: list[ScoreItem], eot: int, stats: dict) -> list[tuple[list[float], list[bool]]]:
     """Log-probabilities and greedy flags of each item's targets, from one right-padded forward."""
@@ -118,17 +157,20 @@ def score_batch(model, items: list[ScoreItem], eot: int, stats: dict) -> list[tu
     t0 = time.perf_counter()
     # Right padding needs no attention mask: causal attention never looks at later (pad) positions.
     ids = ids.to(device)
-    if fused_gpt2(model):
-        hidden = gpt2_hidden_states(model, ids)
+    if not head_only(model):  # its own head may scale or soft-cap: score its own forward's logits
+        lp, greedy = own_logits_logprobs(model, ids, rows, cols, targets)
     else:
-        hidden = model.base_model(input_ids=ids, use_cache=False).last_hidden_state
-    picked = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
-    if device.type == "cpu":
-        block = CPU_HEAD_CHUNK, CPU_VOCAB_BLOCK if len(targets) >= CPU_NARROW_BELOW else VOCAB_BLOCK
-    else:
-        block = HEAD_CHUNK, VOCAB_BLOCK
-    lp, greedy = target_logprobs(model.get_output_embeddings(), picked,  # the LM head only where needed
-                                 torch.tensor(targets, device=device), *block)
+        if fused_gpt2(model):
+            hidden = gpt2_hidden_states(model, ids)
+        else:
+            hidden = model.base_model(input_ids=ids, use_cache=False).last_hidden_state
+        picked = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
+        if device.type == "cpu":
+            block = CPU_HEAD_CHUNK, CPU_VOCAB_BLOCK if len(targets) >= CPU_NARROW_BELOW else VOCAB_BLOCK
+        else:
+            block = HEAD_CHUNK, VOCAB_BLOCK
+        lp, greedy = target_logprobs(model.get_output_embeddings(), picked,  # the LM head only where needed
+                                     torch.tensor(targets, device=device), *block)
     lp_all, g_all = lp.cpu().tolist(), greedy.cpu().tolist()
     stats["forward_s"] += time.perf_counter() - t0
     stats["tokens_forwarded"] += sum(len(it.input_ids) for it in items)

@@ -34,7 +34,8 @@ class LoadedModel:
                 "n_params": sum(p.numel() for p in self.model.parameters()),
                 "n_layer": cfg.num_hidden_layers, "n_embd": cfg.hidden_size,
                 "context_length": getattr(cfg, "n_positions", None) or cfg.max_position_embeddings,
-                "dtype": self.dtype, "device": self.device, "fingerprint": self.fingerprint}
+                "dtype": self.dtype, "device": self.device, "fingerprint": self.fingerprint,
+                "attention": getattr(cfg, "_attn_implementation", None)}
 
 
 def resolve_device(device: str) -> str:
@@ -78,7 +79,12 @@ def load(model_id: str, *, device: str = "auto", dtype: str = "float32", revisio
                         "a local model folder needs its tokenizer files (tokenizer.json or vocab.json + merges.txt); "
                         "offline, set HF_HUB_OFFLINE=1 and pass a local folder") from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(model_id, dtype=DTYPES[dtype], attn_implementation="sdpa", **kw)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_id, dtype=DTYPES[dtype], attn_implementation="sdpa", **kw)
+        except ValueError as e:  # an architecture without SDPA (Gemma2: soft-capped attention): its own default
+            if "scaled_dot_product_attention" not in str(e):
+                raise
+            model = AutoModelForCausalLM.from_pretrained(model_id, dtype=DTYPES[dtype], **kw)
     except Exception as e:  # noqa: BLE001
         raise UserError(f"cannot load model {model_id!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                         "check the id or folder, or your network / HF_HUB_OFFLINE setting") from None
