@@ -26,6 +26,16 @@ KNOWN_SHA256 = {
     "triviaqa/triviaqa_sample.json": "2f46278e1f4f02ad57c9df690f5facec5e28972f9d15a5300cf8c84af3d201b1",
     "triviaqa/llmfoundry_triviaqa_small.jsonl": "a484b8f1da8b890dab1d1501b0cafac7ffa2c694a9f234125482b103f3c6fa09",
     "cnn_dailymail/frank_cnndm_test_250.jsonl": "95ba1f6f37e3b6347c214ad8f6f65ea8930c2cdbbdd85be04f7d7ffc10ecacac",
+    # CBT, Winograd: the shared data folder's files (SOURCES.md); enwik8 and the 1BW archive:
+    # huggingface/datasets' pins (datasets/enwik8/dataset_infos.json, datasets/lm1b/urls_checksums).
+    "cbt/cbtest_CN_valid_2000ex.SUBSET_1ex.txt": "a04ff14e4696db830a1dc4156a5999fec6f3c13f52cf93f71acfddf98e7b9e86",
+    "cbt/cbtest_NE_valid_2000ex.SUBSET_1ex.txt": "1fb37dcd0aa9a6c56ee730cd2754ecb02e6db22b0a96bc3951cd25a8d16a819b",
+    "cbt/cbt_valid.txt": "b28c46bb0986a04943f2eac750b367fda372d43b9ca521789fa0a493888cd100",
+    "winograd/WSCollection.xml": "8d72fe16331cfcddfc2f8ec6f87c5a07e186f913e023705a998a5cc6011994e4",
+    "winograd/llmfoundry_winograd_wsc.jsonl": "746336c27cd2e39a554cb1b8b4869d0f1ae2577ac5bfe799842d26bca5a5bf5e",
+    "enwik8/enwik8.zip": "547994d9980ebed1288380d652999f38a14fe291a6247c157c3d33d4932534bc",
+    "1bw/1-billion-word-language-modeling-benchmark-r13output.tar.gz":
+        "01ba60381110baf7f189dfd2b8374de371e8c9a340835793f190bdae9e90a34e",
 }
 
 

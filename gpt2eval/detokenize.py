@@ -1,4 +1,4 @@
-"""De-tokenizers for the word-level language-modelling test sets (PTB, WikiText).
+"""De-tokenizers for the word-level test sets (PTB, WikiText; CBT and One Billion Word at the end).
 
 The GPT-2 paper scores PTB, WikiText-2 and WikiText-103 after running
 "invertible de-tokenizers" that undo the datasets' tokenization artifacts
@@ -218,3 +218,84 @@ def count_original_tokens(text: str) -> int:
     if lines and lines[-1] == "":
         lines.pop()
     return sum(len(line.split()) + 1 for line in lines)
+
+
+# --- Children's Book Test (Stanford CoreNLP's PTB-style tokenization) --------
+
+# CoreNLP escapes brackets and writes quotes LaTeX-style; the books print them as below. A quote's
+# direction survives in the spacing (an opening quote glues to the next word, a closing one to
+# the previous), so the mapping is as invertible as the tokenization itself.
+_CBT_ESCAPES = {"``": '"', "''": '"', "`": "'", "-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]",
+                "-LCB-": "{", "-RCB-": "}"}
+_CBT_ATTACH_LEFT = {",", ".", ";", ":", "?", "!", "''", "-RRB-", "-RSB-", "-RCB-", "--"}
+_CBT_ATTACH_RIGHT = {"``", "`", "-LRB-", "-LSB-", "-LCB-", "--"}
+# Split-off contractions, compared lower-cased: "king 's", "do n't", "I 'll", "DO N'T".
+_CBT_CLITICS = {"'s", "n't", "'ll", "'m", "'d", "'ve", "'re", "'t"}
+_CBT_PUNCT = {",", ".", ";", ":", "?", "!", "--", "''"}
+
+
+def cbt_detokenize(text: str) -> str:
+    """Undo CBT's tokenization, keeping the line count (one sentence a line in the books).
+
+    Example (between the bars):
+      | ` Oh , do not speak to me of marrying , ' sobbed the king 's son ; `` Do n't ! '' |
+      ->  |'Oh, do not speak to me of marrying,' sobbed the king's son; "Don't!"|
+    Only spaces change, apart from the escapes above. A `--` dash glues to both neighbours, as
+    Project Gutenberg prints it ("word--word"). A lone `'` closes an open single quote (opened by
+    a backtick, maybe lines before: the state carries across lines); else, as a line's last token,
+    it opens the next sentence's quote (the sentence splitter leaves it there: "... godmother . '"
+    then "I know what you have come to tell me , ' said the fairy"; it keeps the space before it,
+    and a caller that joins the lines glues it to the next one); else it is a plural possessive
+    after a word ending in s ("two days ' journey" -> "days'"); else it closes a quote opened
+    before the text seen when it follows punctuation; else it opens a quote.
+    """
+    out_lines, single_open = [], False
+    for line in text.split("\n"):
+        out: list[str] = []
+        glue_next = False
+        prev = ""
+        tokens = line.split()
+        for i, tok in enumerate(tokens):
+            attach = glue_next or tok in _CBT_ATTACH_LEFT or tok.lower() in _CBT_CLITICS
+            glue_next = tok in _CBT_ATTACH_RIGHT
+            if tok == "`":
+                single_open = True
+            elif tok == "'":
+                if single_open:
+                    attach, single_open = True, False
+                elif i == len(tokens) - 1 and i > 0:
+                    single_open = True
+                elif prev[-1:] in ("s", "S") or prev in _CBT_PUNCT:
+                    attach = True
+                else:
+                    glue_next = single_open = True
+            if out and not attach:
+                out.append(" ")
+            out.append(_CBT_ESCAPES.get(tok, tok))
+            prev = tok
+        out_lines.append("".join(out))
+    return "\n".join(out_lines)
+
+
+# --- One Billion Word benchmark (news, WMT-11 style tokenization) -----------
+
+
+def one_billion_word_detokenize(text: str) -> str:
+    """Undo 1BW's tokenization, line by line, keeping the line count.
+
+    Its tokenization is WikiText's without the `@x@` markers (spaces around punctuation, straight
+    quotes, split-off "'s"), plus "n't" split off as PTB does; so the WikiText rules apply, with
+    " n't" glued back. Example (between the bars):
+      | Mr Barofsky said the lawsuit would send a " powerful message " , and it does n't stop . |
+      ->  |Mr Barofsky said the lawsuit would send a "powerful message", and it doesn't stop.|
+    """
+    out = []
+    for line in text.split("\n"):
+        tokens: list[str] = []
+        for tok in line.split():
+            if tok in ("n't", "N'T") and tokens:
+                tokens[-1] += tok
+            else:
+                tokens.append(tok)
+        out.append(_join_wikitext_tokens(_merge_between(tokens)) if tokens else "")
+    return "\n".join(out)
