@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .cache import ResultCache, default_path
 from .errors import UserError
-from .fingerprint import code_digest
+from .fingerprint import code_digest, model_label
 
 DAY_S = 86400.0
 
@@ -26,7 +26,7 @@ def add_arguments(p) -> None:
     p.add_argument("--cache", default=None, metavar="PATH",
                    help=f"the cache file (default {default_path(Path('results') / 'runs' / 'x')}, the runs' default)")
     p.add_argument("--model", action="append", default=None, metavar="ID_OR_FINGERPRINT",
-                   help="prune: entries of this model (its id as run, or a fingerprint prefix; repeatable)")
+                   help="prune: entries of this model (a hub id, a model folder, or a fingerprint prefix; repeatable)")
     p.add_argument("--older-than", type=float, default=None, metavar="DAYS",
                    help="prune: entries written more than DAYS days ago")
     p.add_argument("--other-code", action="store_true",
@@ -65,7 +65,8 @@ def match_models(entries: list[dict], wanted: list[str], path: Path) -> list[str
     """Fingerprints named by a model id (as given to --model/--sizes' hub id) or a fingerprint prefix."""
     found = []
     for w in wanted:
-        hits = {e["fingerprint"] for e in entries if e["label"] == w or (len(w) >= 6 and e["fingerprint"].startswith(w))}
+        hits = {e["fingerprint"] for e in entries
+                if e["label"] in (w, model_label(w)) or (len(w) >= 6 and e["fingerprint"].startswith(w))}
         if not hits:
             known = sorted({e["label"] or e["fingerprint"][:12] for e in entries})
             raise UserError(f"no entries for model {w!r} in {path}; it holds: {', '.join(known) or 'nothing'}")

@@ -72,3 +72,10 @@ def model_fingerprint(model_id: str, config, *, dtype: str, device_type: str, to
         h.update(f"hub={model_id}@{commit or 'unknown-revision'}\0".encode())
     h.update(f"config={config_content(config)}".encode())
     return h.hexdigest()[:32]
+
+
+def model_label(model_id: str) -> str:
+    """How the cache names a model: a local folder by its absolute path (a run from another folder
+    names it the same), a hub id as given."""
+    local = Path(model_id).expanduser()
+    return str(local.resolve()) if local.is_dir() else model_id

@@ -18,6 +18,7 @@ from .compare import comparison_rows, format_table, load_references, write_csv
 from .data import DataSource
 from .engine import Engine
 from .errors import UserError
+from .fingerprint import model_label
 from .io import write_json, write_jsonl
 from .model import load
 from .sizes import SIZES
@@ -130,9 +131,10 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
         model_cache = None
         if cache is not None:
             v = versions()
-            model_cache = cache.for_model(lm.fingerprint, label=model_id, info={
+            label = model_label(model_id)
+            model_cache = cache.for_model(lm.fingerprint, label=label, info={
                 "dtype": lm.dtype, "device": lm.device, "torch": v["torch"], "transformers": v["transformers"]})
-            if note := model_cache.not_reused_message(model_id):
+            if note := model_cache.not_reused_message(label):
                 log(note)
         engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed, progress=cfg.progress,
                         cache=model_cache, log=log)

@@ -386,3 +386,17 @@ def test_generations_are_cached_as_token_ids_and_cut_into_text_when_read(engine_
             assert a.token_ids == r.token_ids and a.raw_text == r.raw_text
             assert a.text == r.raw_text[:min(cuts, default=len(r.raw_text))]
         assert any(a.text != r.text for a, r in zip(again, first))  # the new cut really differs
+
+
+def test_prune_finds_a_model_folder_by_any_path_to_it(tmp_path, capsys, monkeypatch):
+    from gpt2eval.cli import main
+    from gpt2eval.fingerprint import model_label
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    path = tmp_path / "c.sqlite"
+    monkeypatch.chdir(tmp_path / "models")
+    with ResultCache(path) as cache:  # as a run names it: `--model m` from inside models/
+        assert model_label("m") == str(tmp_path / "models" / "m")
+        cache.for_model("f" * 32, label=model_label("m")).put_many({"k": 1})
+    monkeypatch.chdir(tmp_path)
+    assert main(["cache", "prune", "--cache", str(path), "--model", "models/m"]) == 0
+    assert capsys.readouterr().out.startswith("removed 1 entries")
