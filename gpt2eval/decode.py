@@ -19,15 +19,22 @@ from .encode import example_seed
 from .requests import Generation, GenerationResult
 
 
-def suppressed_ids(tokenizer, words: tuple[str, ...], memo: dict) -> list[int]:
-    """Token ids of word-initial tokens spelling one of `words`; mid-word pieces ("s", "t") are
-    parts of longer words and stay allowed. `memo` keeps the answer per set of words."""
-    if words not in memo:
-        tok, wanted = tokenizer, {w.lower() for w in words}
-        pieces = tok.convert_ids_to_tokens(list(range(len(tok))))
-        memo[words] = [i for i, p in enumerate(pieces)
-                       if (t := tok.convert_tokens_to_string([p])).startswith(" ") and t[1:].lower() in wanted]
-    return memo[words]
+def suppressed_ids(tokenizer, words: tuple[str, ...], memo: dict, mode: str = "word_initial") -> list[int]:
+    """Token ids never to choose (Decoding.suppress_mode): "word_initial", word-initial tokens
+    spelling one of `words` in any case (mid-word pieces such as "s", "t" are parts of longer words
+    and stay allowed); "stripped_text", every token whose whitespace-stripped text is one of `words`.
+    `memo` keeps the answer per mode and set of words."""
+    key = words if mode == "word_initial" else (mode, words)
+    if key not in memo:
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        texts = [tokenizer.convert_tokens_to_string([p]) for p in pieces]
+        if mode == "stripped_text":
+            wanted = set(words)
+            memo[key] = [i for i, t in enumerate(texts) if t.strip() in wanted]
+        else:
+            wanted = {w.lower() for w in words}
+            memo[key] = [i for i, t in enumerate(texts) if t.startswith(" ") and t[1:].lower() in wanted]
+    return memo[key]
 
 
 def _cache_kw(model) -> str:
@@ -118,7 +125,8 @@ def generate_batch(model, tokenizer, reqs: list[Generation], ctxs: list[list[int
         mask = torch.cat([prefix_mask, mask], dim=1)
     gens = [None if r.decoding.greedy else torch.Generator().manual_seed(example_seed(seed, r.seed_key))
             for r in reqs]
-    banned = [suppressed_ids(tok, r.decoding.suppress_words, suppress_memo) if r.decoding.suppress_words else [] for r in reqs]
+    banned = [suppressed_ids(tok, r.decoding.suppress_words, suppress_memo, r.decoding.suppress_mode)
+              if r.decoding.suppress_words else [] for r in reqs]
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
                 **prior)

@@ -176,7 +176,7 @@ def wikitext_detokenize(text: str) -> str:
 _PTB_CLITICS = {"n't", "'s", "'re", "'ve", "'ll", "'d", "'m", "'"}
 
 
-def _ptb_line(line: str) -> str:
+def _ptb_line(line: str, number: str = "N") -> str:
     out: list[str] = []
     prev = ""
     for tok in line.split():
@@ -187,7 +187,7 @@ def _ptb_line(line: str) -> str:
         )
         if out and not attach:
             out.append(" ")
-        out.append(tok)
+        out.append(number if tok == "N" else tok)
         prev = tok
     return "".join(out)
 
@@ -202,6 +202,19 @@ def ptb_detokenize(text: str) -> str:
     gone, and there is no evidence the paper replaced them.
     """
     return "\n".join(_ptb_line(line) for line in text.split("\n"))
+
+
+def ptb_detokenize_n_digit(text: str) -> str:
+    """`ptb_detokenize`, with every `N` token (PTB's number placeholder) written as the digit 1.
+
+    A variant after Megatron-LM's zero-shot PTB de-tokenizer (tasks/zeroshot_gpt/detokenizer.py),
+    which replaces " N " by "1 " (its WikiText one: " N " by " 1 "). Megatron's plain string
+    replacement also drops the space before the number and, not overlapping, leaves every second N
+    of "N N" alone; here each N token becomes "1" and the spacing is `ptb_detokenize`'s. PTB test
+    has no token "1", so the step stays invertible.
+      | it was n't worth $ N to N of them |  ->  |it wasn't worth $1 to 1 of them|
+    """
+    return "\n".join(_ptb_line(line, number="1") for line in text.split("\n"))
 
 
 # --- Normalisation ----------------------------------------------------------

@@ -7,6 +7,24 @@ exp(total NLL / original tokens). The windows are not stated in the paper; disjo
 windows (stride = window) are the default, and `stride` names the choice.
 
 An example is one line of the file, so --limit N scores the first N lines as one stream.
+
+Named variants beside these defaults (each its own metric or task, never a silent change):
+- word_ppl: exp(total NLL / original words WITHOUT the <eos> per line), the denominator of
+  lm-evaluation-harness's word_perplexity (it splits each raw page at runs of whitespace, which
+  also counts the empty pieces at a page's edges: a few words more). WikiText test: 241,211 words
+  against 245,569 tokens with <eos>; on one total NLL, gpt2's 37.37 per lm-eval word on
+  WikiText-103 is about 35.1 per token with <eos> (37.37 ** (241,211 / 245,569)). Compared with
+  the same paper row as ppl.
+- per_article (a task attribute): every article is its own stream, its first token conditioned on
+  <|endoftext|>, as lm-evaluation-harness (wikitext_document_level) and HELM score WikiText. An
+  article starts at a top-level heading, lm-eval's rule: the line, with "= = =" -> "===" and
+  "= =" -> "==" and stripped, starts with "= " and ends with " =". The WikiText test file has 60
+  articles but 62 such lines: two are formula lines of "Constant k filter" (" = 1 henry and
+  capacitance C = "), so lm-eval's split, kept here, has 62 streams. Lines before the first
+  heading (one blank line) join the first article. An example is then an article, so --limit N
+  scores the first N articles. The normalisation is unchanged.
+Every sample row carries its NLL, GPT-2 tokens, original tokens and words, so each metric can be
+recomputed from the rows.
 """
 from __future__ import annotations
 
@@ -25,11 +43,45 @@ STREAM_PROTOCOL = {"windows": "one stream, disjoint 1024-token windows, first to
                    "normalisation": "exp(total NLL / original tokens incl. one <eos> per line)"}
 
 
+PER_ARTICLE_PROTOCOL = {"windows": "one stream per article (lm-eval / HELM), disjoint 1024-token windows, "
+                                   "each article's first token after <|endoftext|>",
+                        "articles": "a line that is ' = Title = ' after '= = =' -> '===', '= =' -> '==' and strip "
+                                    "(lm-eval's wikitext_document_level rule) starts an article",
+                        "normalisation": STREAM_PROTOCOL["normalisation"]}
+
+
+def is_article_heading(line: str) -> bool:
+    """lm-eval's article boundary: a top-level ` = Title = ` heading, not ` = = Section = = `."""
+    rline = line.replace("= = =", "===").replace("= =", "==").strip()
+    return rline.startswith("= ") and rline.endswith(" =")
+
+
+def split_articles(pairs: list[tuple[str, str]]) -> list[tuple[tuple[str, str], ...]]:
+    """(original, de-tokenized) lines grouped into articles; leading lines join the first one."""
+    articles: list[list] = []
+    seen_heading = False
+    for pair in pairs:
+        heading = is_article_heading(pair[0])
+        if not articles or (heading and seen_heading):
+            articles.append([])
+        seen_heading |= heading
+        articles[-1].append(pair)
+    return [tuple(a) for a in articles]
+
+
+def count_words(text: str) -> int:
+    """Original whitespace tokens, without <eos>."""
+    return len(text.split())
+
+
 class PerplexityTask(Task):
     relpath: str = ""                # the upstream file under --data-dir
     hub: tuple[str, str, str] = ("", "", "")  # (dataset, config, split) when no local file
     n_lines: int = 0                 # lines of the full test file
     stride: int | None = None        # None: disjoint windows of the full context
+    per_article: bool = False        # True: one stream per article (n_articles examples), not one per file
+    n_articles: int = 0
+    paper_task: str = ""             # the paper row's task when it is not this task's name (a variant)
 
     @staticmethod
     def detokenize(text: str) -> str:
@@ -38,8 +90,10 @@ class PerplexityTask(Task):
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if cls.name:
+            ref = f"{cls.paper_task or cls.name}/ppl"
             cls.metrics = {
-                "ppl": Metric(f"{cls.name}/ppl", "per original dataset token (paper)", False),
+                "ppl": Metric(ref, "per original dataset token incl. one <eos> per line (paper)", False),
+                "word_ppl": Metric(ref, "per original word, no <eos> (lm-eval's word_perplexity denominator)", False),
                 "token_ppl": Metric(None, "per GPT-2 token", False),
                 "bits_per_byte": Metric(None, "per UTF-8 byte of the de-tokenized text", False),
             }
@@ -55,6 +109,8 @@ class PerplexityTask(Task):
         lines = text.splitlines(keepends=True)
         detok = self.detokenize(text).splitlines(keepends=True)
         assert len(detok) == len(lines), "a de-tokenizer must keep the line structure"
+        if self.per_article:
+            return Dataset(split_articles(list(zip(lines, detok))), n_full=self.n_articles, source=source)
         return Dataset(list(zip(lines, detok)), n_full=self.n_lines, source=source)
 
     def hub_text(self, data) -> tuple[str, dict]:
@@ -63,28 +119,48 @@ class PerplexityTask(Task):
         rows = data.hub(dataset, config, split)
         return text_from_hub_lines(rows), data.hub_source(dataset, config, split, rows)
 
+    def streams(self, examples) -> list[list[tuple[str, str]]]:
+        """The (original, de-tokenized) lines of each scored stream."""
+        return [list(a) for a in examples] if self.per_article else [examples]
+
     def requests(self, examples):
-        return [RollingLoglikelihood("".join(d for _, d in examples), stride=self.stride)]
+        return [RollingLoglikelihood("".join(d for _, d in lines), stride=self.stride)
+                for lines in self.streams(examples)]
 
     def score(self, examples, results):
-        result = results[0]
-        text = "".join(d for _, d in examples)
-        line_starts, pos = [], 0
-        for _, d in examples:
-            line_starts.append(pos)
-            pos += len(d)
-        nll_by_line, tokens_by_line = [0.0] * len(examples), [0] * len(examples)
-        for lp, start in zip(result.token_logprobs, result.token_starts):
-            i = bisect_right(line_starts, start) - 1  # a token belongs to the line where it starts
-            nll_by_line[i] -= lp
-            tokens_by_line[i] += 1
-        n_orig = sum(count_original_tokens(o) for o, _ in examples)
-        nll = -result.logprob
-        samples = [{"line": i, "text": d[:80], "sha256": hashlib.sha256(d.encode()).hexdigest()[:16],
-                    "original_tokens": count_original_tokens(o), "gpt2_tokens": t, "nll": n}
-                   for i, ((o, d), t, n) in enumerate(zip(examples, tokens_by_line, nll_by_line))]
-        metrics = {"ppl": math.exp(nll / n_orig), "token_ppl": math.exp(nll / result.n_tokens),
-                   "bits_per_byte": nll / math.log(2) / len(text.encode("utf-8"))}
-        extra = {"original_tokens": n_orig, "gpt2_tokens": result.n_tokens, "bytes": len(text.encode("utf-8")),
-                 "total_nll": nll, "token_ratio": result.n_tokens / n_orig}
+        per_line = []  # (original, de-tokenized, nll, gpt2 tokens) for every line of every stream
+        for lines, result in zip(self.streams(examples), results, strict=True):
+            line_starts, pos = [], 0
+            for _, d in lines:
+                line_starts.append(pos)
+                pos += len(d)
+            nll_by_line, tokens_by_line = [0.0] * len(lines), [0] * len(lines)
+            for lp, start in zip(result.token_logprobs, result.token_starts):
+                i = bisect_right(line_starts, start) - 1  # a token belongs to the line where it starts
+                nll_by_line[i] -= lp
+                tokens_by_line[i] += 1
+            per_line.append([(o, d, n, t) for (o, d), n, t in zip(lines, nll_by_line, tokens_by_line)])
+        samples = [self.sample(i, rows) for i, rows in enumerate(per_line if self.per_article else per_line[0])]
+        nll = sum(s["nll"] for s in samples)
+        n_orig, n_words = sum(s["original_tokens"] for s in samples), sum(s["words"] for s in samples)
+        n_tokens, n_bytes = sum(s["gpt2_tokens"] for s in samples), sum(s["bytes"] for s in samples)
+        metrics = {"ppl": math.exp(nll / n_orig), "word_ppl": math.exp(nll / n_words),
+                   "token_ppl": math.exp(nll / n_tokens), "bits_per_byte": nll / math.log(2) / n_bytes}
+        extra = {"original_tokens": n_orig, "words": n_words, "gpt2_tokens": n_tokens, "bytes": n_bytes,
+                 "total_nll": nll, "token_ratio": n_tokens / n_orig, "streams": len(results)}
         return Scored(metrics, samples, extra=extra)
+
+    def sample(self, i: int, rows) -> dict:
+        """One sample row: a line (one stream per file) or an article (per_article)."""
+        if not self.per_article:
+            rows = [rows]
+        text = "".join(d for _, d, _, _ in rows)
+        original = "".join(o for o, _, _, _ in rows)
+        row = {"article" if self.per_article else "line": i, "text": text[:80],
+               "sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
+               "original_tokens": count_original_tokens(original), "words": count_words(original),
+               "gpt2_tokens": sum(t for *_, t in rows), "bytes": len(text.encode("utf-8")),
+               "nll": sum(n for _, _, n, _ in rows)}
+        if self.per_article:
+            row["lines"] = len(rows)
+        return row

@@ -33,12 +33,21 @@ class RollingLoglikelihood:
 class Decoding:
     """How the next token is chosen; top_k=0 means greedy.
 
-    `suppress_words`: a word-initial token (one with a leading space, " the", " The") whose text is
-    one of these words, case-insensitively, is never chosen (the LAMBADA stop-word filter). Words,
-    not token ids, so that tasks stay independent of the tokenizer."""
+    `suppress_words`: tokens spelling one of these words are never chosen (the LAMBADA stop-word
+    filters). Words, not token ids, so that tasks stay independent of the tokenizer. Which tokens,
+    by `suppress_mode`:
+    - "word_initial": a token with a leading space (" the", " The") whose text is one of the words,
+      case-insensitively; mid-word pieces ("s", "t") stay allowed.
+    - "stripped_text": any token whose text, stripped of whitespace, is exactly one of the words
+      (case-sensitive, word-initial or not: "the", " the", "s"), as cybertronai/bflm's filter does."""
     top_k: int = 0
     temperature: float = 1.0
     suppress_words: tuple[str, ...] = ()
+    suppress_mode: str = "word_initial"
+
+    def __post_init__(self):
+        if self.suppress_mode not in ("word_initial", "stripped_text"):
+            raise ValueError(f"suppress_mode must be 'word_initial' or 'stripped_text', got {self.suppress_mode!r}")
 
     @property
     def greedy(self) -> bool:
@@ -46,7 +55,8 @@ class Decoding:
 
     def describe(self) -> str:
         base = "greedy" if self.greedy else f"top-k sampling (k={self.top_k}, T={self.temperature})"
-        return base + (f", {len(self.suppress_words)} words suppressed" if self.suppress_words else "")
+        return base + (f", {len(self.suppress_words)} words suppressed ({self.suppress_mode})"
+                       if self.suppress_words else "")
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def score_coqa(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
         raise DataError(f"{gold_path}: {e}") from None
     extra = {"official_report": coqa.score_predictions(gold, preds), "n_gold": len(gold),
              "n_missing": len(coqa.missing_predictions(gold, preds))}
-    return coqa.flat_metrics(report), extra
+    return {**coqa.flat_metrics(report), **coqa.extraction_metrics(gold, preds)}, extra
 
 
 def score_triviaqa(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:

@@ -1,4 +1,4 @@
-"""English stop words, used by the LAMBADA stop-word filter.
+"""English stop words, used by the LAMBADA stop-word filters.
 
 The GPT-2 paper's 63.24% LAMBADA accuracy comes from restricting the
 prediction to words that are not stop words. The paper does not name its
@@ -32,3 +32,10 @@ shan't shouldn shouldn't wasn wasn't weren weren't won won't wouldn wouldn't
 """
 
 ENGLISH_STOPWORDS: frozenset[str] = frozenset(_WORDS.split())
+
+# cybertronai/bflm's eval_lambada_slow.py writes out a shorter list: NLTK's older 127-word English
+# list, i.e. the list above up to "now" without the words that contain an apostrophe (the
+# contraction forms and fragments "d", "ll", ..., "wouldn't" came later). Derived, not copied; a
+# test checks the 127 words.
+_ORDER = _WORDS.split()
+BFLM_STOPWORDS: frozenset[str] = frozenset(w for w in _ORDER[: _ORDER.index("now") + 1] if "'" not in w)

@@ -14,7 +14,12 @@ Decoding: greedy, at most 32 new tokens, stopped at the first newline; the answe
 line, stripped. A prompt too long for the window loses its first tokens, i.e. the story's start
 (the dialogue and the question are far shorter than the window); `extra` counts such turns.
 Metrics: the official evaluate-v1.0.py F1 and EM (its normalisation, leave-one-out over the gold
-answers), in percent, overall, in/out of domain and per source domain present.
+answers), in percent, overall, in/out of domain and per source domain present. Answer extraction
+variants on the same generations (no extra compute), each compared with the paper's 55 like `f1`:
+`f1_first_sentence` (the answer line's first sentence, pysbd) and `f1_first5words` (its first 5
+words), with their EMs; long answers are the known failure (openai/gpt-2 issue 307: 28.7 F1 for
+gpt2-xl, "good answers" scored low). gpt2eval.metrics.coqa has the details.
+Prompt variant `coqa_lm_eval_prompt` (below): lm-evaluation-harness's layout.
 predictions/coqa.json is in the official prediction format, for the official script.
 The story is each request's `prefix`: the engine forwards it once per story, not once per turn.
 """
@@ -64,15 +69,27 @@ def prompt(ex: dict) -> str:
 class CoQA(Task):
     name = "coqa"
     description = "CoQA dev: story + dialogue history + 'A:', greedy, official F1/EM"
+    stop = ("\n",)  # the answer is the first generated line
     metrics = {"f1": Metric("coqa/f1", "official evaluate-v1.0.py F1, greedy first line"),
                "em": Metric(None, "official evaluate-v1.0.py EM")}
     metrics.update({f"{m}_{g}": Metric(None, f"official {m.upper()}, {g}") for g in GROUPS for m in ("f1", "em")})
+    metrics.update({f"{m}_{suffix}": Metric("coqa/f1" if m == "f1" else None, f"official {m.upper()}, answer = {what}")
+                    for suffix, (what, _) in coqa.EXTRACTIONS.items() for m in ("f1", "em")})
     protocol = {
         "prompt": "{story}\\n\\n + 'Q: {q}\\nA: {gold a}\\n' per earlier turn + 'Q: {q}\\nA:'",
         "decoding": f"greedy, <= {MAX_NEW_TOKENS} new tokens, stop at the first newline; answer = first line, stripped",
         "truncation": f"prompt cut from the left (story start) to leave {MAX_NEW_TOKENS} tokens of the window",
         "metric": "official CoQA evaluate-v1.0.py: normalisation, leave-one-out over gold answers; percent",
+        "answer_variants": "f1/em_first_sentence: first sentence (pysbd) of the answer line; f1/em_first5words: "
+                           "its first 5 words (openai/gpt-2 issue 307: long answers)",
     }
+
+    def prompt(self, ex: dict) -> str:
+        return prompt(ex)
+
+    def answer(self, text: str) -> str:
+        """The answer line of a generation (already cut at the stop string)."""
+        return text.strip()
 
     def load(self, data):
         for relpath in (FULL, ONE_STORY):
@@ -93,23 +110,53 @@ class CoQA(Task):
         return Dataset(examples, n_full=N_QUESTIONS, source=source)
 
     def requests(self, examples):
-        return [Generation(prompt(ex), MAX_NEW_TOKENS, stop=("\n",), prefix=ex["story"], truncate="left",
+        return [Generation(self.prompt(ex), MAX_NEW_TOKENS, stop=self.stop, prefix=ex["story"], truncate="left",
                            seed_key=f"coqa/{ex['id']}/{ex['turn_id']}") for ex in examples]
 
     def score(self, examples, results):
         keys = [(ex["id"], ex["turn_id"]) for ex in examples]
-        preds = {k: r.text.strip() for k, r in zip(keys, results)}
+        preds = {k: self.answer(r.text) for k, r in zip(keys, results)}
         gold = {k: {"golds": ex["golds"], "source": ex["source"]} for k, ex in zip(keys, examples)}
         samples = []
         for ex, r, k in zip(examples, results, keys):
             em, f1 = coqa.score_turn(ex["golds"], preds[k])
-            text = prompt(ex)
-            samples.append({"id": ex["id"], "turn_id": ex["turn_id"], "source": ex["source"],
-                            "prompt_chars": len(text), "prompt_sha256": sha256_text(text),
-                            "prompt_tokens": r.prompt_tokens, "truncated_tokens": r.truncated_tokens,
-                            "question": ex["question"], "generated": r.raw_text, "answer": preds[k],
-                            "golds": ex["golds"], "em": 100 * em, "f1": 100 * f1})
-        metrics = coqa.flat_metrics(coqa.score_predictions(gold, preds, ndigits=None))
+            text = self.prompt(ex)
+            row = {"id": ex["id"], "turn_id": ex["turn_id"], "source": ex["source"],
+                   "prompt_chars": len(text), "prompt_sha256": sha256_text(text),
+                   "prompt_tokens": r.prompt_tokens, "truncated_tokens": r.truncated_tokens,
+                   "question": ex["question"], "generated": r.raw_text, "answer": preds[k],
+                   "golds": ex["golds"], "em": 100 * em, "f1": 100 * f1}
+            for suffix, (_, extract) in coqa.EXTRACTIONS.items():
+                short = extract(preds[k])
+                em_x, f1_x = coqa.score_turn(ex["golds"], short)
+                row.update({f"answer_{suffix}": short, f"em_{suffix}": 100 * em_x, f"f1_{suffix}": 100 * f1_x})
+            samples.append(row)
+        metrics = {**coqa.flat_metrics(coqa.score_predictions(gold, preds, ndigits=None)),
+                   **coqa.extraction_metrics(gold, preds)}
         extra = {"official_report": coqa.score_predictions(gold, preds),
                  "n_truncated": sum(r.truncated_tokens > 0 for r in results)}
-        return Scored(metrics, samples, extra, files={"predictions/coqa.json": coqa.prediction_records(preds)})
+        return Scored(metrics, samples, extra, files={f"predictions/{self.name}.json": coqa.prediction_records(preds)})
+
+
+class CoQALmEvalPrompt(CoQA):
+    """CoQA with lm-evaluation-harness's prompt layout (its tasks/coqa utils.py): a blank line
+    between every question and answer as well as between turns,
+        {story}\\n\\nQ: {q1}\\n\\nA: {a1}\\n\\nQ: {q2}\\n\\nA:
+    generation stopped at "\\nQ:", and the answer = the generation stripped, up to its first newline
+    (lm-eval's process_results). Everything else, metrics and answer variants included, is `coqa`'s;
+    unlike lm-eval, which scores only each story's last turn, every turn is scored."""
+    name = "coqa_lm_eval_prompt"
+    description = "CoQA dev with lm-evaluation-harness's prompt layout ('\\n\\n' between turns), official F1/EM"
+    stop = ("\nQ:",)
+    protocol = {**CoQA.protocol,
+                "prompt": "{story}\\n\\n + 'Q: {q}\\n\\nA: {gold a}\\n\\n' per earlier turn + 'Q: {q}\\n\\nA:' "
+                          "(lm-evaluation-harness coqa)",
+                "decoding": f"greedy, <= {MAX_NEW_TOKENS} new tokens, stop at '\\nQ:'; answer = output stripped, "
+                            "up to its first newline (lm-eval)"}
+
+    def prompt(self, ex: dict) -> str:
+        dialogue = "".join(f"Q: {q}\n\nA: {a}\n\n" for q, a in ex["history"])
+        return f"{ex['story']}\n\n{dialogue}Q: {ex['question']}\n\nA:"
+
+    def answer(self, text: str) -> str:
+        return text.strip().split("\n")[0].strip()

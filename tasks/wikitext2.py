@@ -5,7 +5,7 @@ Protocol: as wikitext103 (de-tokenized, <unk> kept, one stream, disjoint 1024-to
 per original token). Hub fallback: Salesforce/wikitext wikitext-2-v1.
 """
 from gpt2eval.detokenize import wikitext_detokenize
-from gpt2eval.perplexity import STREAM_PROTOCOL, PerplexityTask
+from gpt2eval.perplexity import PER_ARTICLE_PROTOCOL, STREAM_PROTOCOL, PerplexityTask
 
 
 class WikiText2(PerplexityTask):
@@ -16,3 +16,17 @@ class WikiText2(PerplexityTask):
     n_lines = 4358
     protocol = {"detokenizer": "gpt2eval.detokenize.wikitext_detokenize", "unk": "kept as text", **STREAM_PROTOCOL}
     detokenize = staticmethod(wikitext_detokenize)
+
+
+class WikiText2PerArticle(WikiText2):
+    """WikiText-2 test, each article its own stream, as lm-evaluation-harness's wikitext and HELM
+    score WikiText; the paper does not say, so `wikitext2`'s one stream stays the default. Same file,
+    de-tokenizer, normalisation and paper row as `wikitext2`. Articles start at top-level headings by
+    lm-eval's rule (gpt2eval.perplexity): 62 streams, as that rule also splits "Constant k
+    filter" at two formula lines. An example is an article: --limit N scores the first N."""
+    name = "wikitext2_per_article"
+    description = "WikiText-2 test perplexity, one stream per article (lm-eval / HELM), per original token"
+    paper_task = "wikitext2"
+    per_article = True
+    n_articles = 62
+    protocol = {"detokenizer": "gpt2eval.detokenize.wikitext_detokenize", "unk": "kept as text", **PER_ARTICLE_PROTOCOL}

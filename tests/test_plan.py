@@ -98,7 +98,7 @@ def test_plan_subcommand(tmp_path, capsys, tokenizer):
     rows = json.loads(out.read_text())
     assert [r["size"] for r in rows] == ["small", "xl"]
     small, xl = rows
-    assert small["examples"] == 3 and small["generations"] == 3   # LAMBADA: the stop-word-filter decode
+    assert small["examples"] == 3 and small["generations"] == 6   # LAMBADA: the two stop-word-filter decodes
     assert small["forwarded_tokens"] == xl["forwarded_tokens"]     # tokens do not depend on the size
     assert xl["flops"] > 10 * small["flops"]
     assert small["seconds@100TFLOP/s"] == pytest.approx(small["flops"] / 100e12)

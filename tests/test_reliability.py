@@ -26,7 +26,8 @@ from gpt2eval.errors import UserError
 from gpt2eval.io import write_json
 from gpt2eval.requests import Decoding, Generation, Loglikelihood
 
-LIMIT = 200  # lambada passages: 200 log-likelihoods, then 200 generations; seconds of work on one thread
+LIMIT = 200  # lambada passages: 200 log-likelihoods, then 2 x 200 generations (two stop-word filters)
+ITEMS = 3 * LIMIT
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
        "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -127,9 +128,9 @@ def test_kill_then_ctrl_c_then_rerun_is_identical_and_computes_only_the_rest(tin
     assert resumed["metrics"] == ref["metrics"]  # bit-identical, not merely close
     assert (out / "samples" / "lambada.jsonl").read_bytes() == \
         (tmp_path / "reference" / "samples" / "lambada.jsonl").read_bytes()
-    assert ref["items_computed"] == 2 * LIMIT and ref["items_cached"] == 0
+    assert ref["items_computed"] == ITEMS and ref["items_cached"] == 0
     assert resumed["items_cached"] >= seen_at_ctrl_c > LIMIT
-    assert 0 < resumed["items_computed"] == 2 * LIMIT - resumed["items_cached"]
+    assert 0 < resumed["items_computed"] == ITEMS - resumed["items_cached"]
     stats = json.loads((out / "results.json").read_text())["cache"]
     assert stats["path"] == str(cache) and stats["hits"] == resumed["items_cached"]
 
@@ -153,7 +154,7 @@ def test_two_runs_at_once_share_one_cache(tiny_model_dir, tmp_path, runs):
         assert "locked" not in runs.err(proc.name)
     a, b = lambada_result(tmp_path / "run0"), lambada_result(tmp_path / "run1")
     assert a["metrics"] == b["metrics"]
-    assert cached_rows(cache) == 2 * 100
+    assert cached_rows(cache) == 3 * 100  # each passage: a log-likelihood and two filter decodes
 
 
 # ---- outputs are whole or absent ----------------------------------------------------------------

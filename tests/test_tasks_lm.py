@@ -31,11 +31,14 @@ def test_lambada_metrics_by_hand():
           LoglikelihoodResult(-2.0, False, [-0.5, -1.5], [True, False])]    # only the first token right
     gen = [GenerationResult(" cat.", " cat.", 2), GenerationResult(" Dog", " Dog", 1),
            GenerationResult(" emu and", " emu and", 2)]
-    m = t.score(examples, ll + gen).metrics
+    bflm = [GenerationResult(" Cat!", " Cat!", 2), GenerationResult(" dogs", " dogs", 1),  # bflm: lower-cased, "cat"
+            GenerationResult(' "emu"', ' "emu"', 3)]                                        # the first word is '"'
+    m = t.score(examples, ll + gen + bflm).metrics
     assert m["ppl"] == pytest.approx(math.exp((1 + 3 + 2) / 3))  # exp(mean NLL of the target word)
     assert m["acc"] == pytest.approx(100 / 3)                     # all tokens greedy: example 1 only
     assert m["acc_last_token"] == pytest.approx(200 / 3)          # last token greedy: examples 1, 2
     assert m["acc_stopword_filter"] == pytest.approx(200 / 3)     # "cat" (punct stripped), "emu"; "Dog" != "dog"
+    assert m["acc_stopword_filter_bflm"] == pytest.approx(100 / 3)  # "cat" only: "dogs" != "dog", '"' != "emu"
 
 
 def test_lambada_requests_filter_stop_words():
