@@ -233,8 +233,9 @@ class ResultCache:
 class ModelCache:
     """The engine's seam: get_many(keys) -> {key: value} and put_many({key: value}), for one model."""
 
-    def __init__(self, cache: ResultCache, fingerprint: str, code: str):
-        self.cache, self.fingerprint, self.code = cache, fingerprint, code
+    def __init__(self, cache: ResultCache, fingerprint: str, code: str | None = None):
+        # code: the digest of the code that answers (default: this gpt2eval's, fingerprint.code_digest)
+        self.cache, self.fingerprint, self.code = cache, fingerprint, code or code_digest()
         # Live counters; the runner puts this dict in results.json.
         self.stats = {"path": str(cache.path), "hits": 0, "misses": 0, "writes": 0, "unreadable_rows": 0}
 

@@ -12,6 +12,7 @@ import sys
 from dataclasses import replace
 
 from .decode import finish, generate_batch, suppressed_ids
+from .distributed import ShareDone
 from .encode import BadRequest, ContextTooLong, Encoder, check_request, ScoreItem, digest, rolling_windows, shared_lengths  # noqa: F401
 from .forward import fused_gpt2, gpt2_hidden_states, score_batch, target_logprobs  # noqa: F401
 from .requests import (Generation, GenerationResult, Loglikelihood, LoglikelihoodResult, Request, Result,
@@ -62,7 +63,11 @@ class Engine:
                                  (RollingLoglikelihood, self.rolling_loglikelihood), (Generation, self.generate)):
                 idx = [i for i, r in enumerate(requests) if isinstance(r, kind)]
                 if idx:
-                    for i, res in zip(idx, method([requests[i] for i in idx], desc=desc)):
+                    try:
+                        answers = method([requests[i] for i in idx], desc=desc)
+                    except ShareDone:  # a worker under torchrun: its share is computed, rank 0 has the rest
+                        continue
+                    for i, res in zip(idx, answers):
                         results[i] = res
         except BadRequest as e:
             if not desc:

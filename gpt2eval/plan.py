@@ -9,8 +9,9 @@ FLOPs of one forward pass over a sequence of L tokens of which H reach the LM he
   + 2 * d * V * H                   the LM head, only where a log-probability or next token is needed
 Generation is counted at its full budget (every request decodes max_new_tokens): prefill once
 (a shared CoQA story once per group), then one single-token forward per further new token.
-The lower-bound time is FLOPs / peak FLOP/s; decoding is bound by memory bandwidth, not FLOPs,
-so for generation the bound is loose.
+The lower-bound time is FLOPs / (peak FLOP/s x workers): with --workers N (torchrun, one device
+each) each worker does about 1/N of the batches (the least-loaded one gets the next); decoding is
+bound by memory bandwidth, not FLOPs, so for generation the bound is loose.
 """
 from __future__ import annotations
 
@@ -115,6 +116,7 @@ class Plan:
     sizes: list[str]
     peaks_tflops: dict[str, float]          # device name -> peak TFLOP/s
     work: list[Work] = field(default_factory=list)
+    workers: int = 1                        # devices working at once (torchrun --nproc-per-node x nodes)
 
     def rows(self) -> list[dict]:
         out = []
@@ -123,7 +125,8 @@ class Plan:
             for w in self.work:
                 f = w.flops(n_layer, d)
                 out.append({"size": size, "params": total_params(n_layer, d), **asdict(w), "flops": f,
-                            **{f"seconds@{name}": f / (peak * 1e12) for name, peak in self.peaks_tflops.items()}})
+                            **{f"seconds@{name}": f / (peak * 1e12 * self.workers)
+                               for name, peak in self.peaks_tflops.items()}})
         return out
 
     def format(self) -> str:
@@ -140,8 +143,10 @@ class Plan:
                              f"{r['generate_tokens']:9d} {r['flops']:9.3g} "
                              + " ".join(f"{_dur(r['seconds@' + n]):>14s}" for n in names))
         all_f = sum(r["flops"] for r in rows)
+        on = f" on each of {self.workers} workers" if self.workers > 1 else ""
         lines.append(f"all sizes: {all_f:.3g} FLOPs; at peak: " + ", ".join(
-            f"{_dur(all_f / (p * 1e12))} at {p:.4g} TFLOP/s ({n})" for n, p in self.peaks_tflops.items()))
+            f"{_dur(all_f / (p * 1e12 * self.workers))} at {p:.4g} TFLOP/s{on} ({n})"
+            for n, p in self.peaks_tflops.items()))
         return "\n".join(lines)
 
 
@@ -159,8 +164,8 @@ def _dur(seconds: float) -> str:
 
 
 def make_plan(sizes: list[str], tasks: list, data, tokenizer, peaks_tflops: dict[str, float],
-              limit: int | None = None) -> Plan:
-    plan = Plan(sizes, peaks_tflops)
+              limit: int | None = None, workers: int = 1) -> Plan:
+    plan = Plan(sizes, peaks_tflops, workers=workers)
     for task in tasks:
         ds = task.load(data)
         examples = ds.examples[:limit] if limit else ds.examples
@@ -198,6 +203,8 @@ def add_arguments(p) -> None:
     p.add_argument("--dtype", default="float32", help="dtype of --measure-peak")
     p.add_argument("--include-path", action="append", default=[], help="folder of extra task plugins (repeatable)")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument("--workers", type=int, default=1, help="workers (devices) sharing the run under torchrun: "
+                   "the time bound is for N of them")
 
 
 def run(args) -> int:
@@ -221,7 +228,9 @@ def run(args) -> int:
     except Exception as e:  # noqa: BLE001 - one clear line
         raise UserError(f"cannot load the tokenizer {args.tokenizer!r} ({type(e).__name__}); pass --tokenizer "
                         "with a local GPT-2 tokenizer folder when offline") from None
-    plan = make_plan(sizes, tasks, DataSource(args.data_dir), tokenizer, peaks, args.limit)
+    if args.workers < 1:
+        raise UserError(f"--workers must be a positive integer, got {args.workers}")
+    plan = make_plan(sizes, tasks, DataSource(args.data_dir), tokenizer, peaks, args.limit, args.workers)
     print(plan.format())
     if args.json:
         Path(args.json).write_text(json.dumps(plan.rows(), indent=1))

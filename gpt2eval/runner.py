@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
+from . import distributed
 from .cache import ResultCache
 from .compare import comparison_rows, format_table, load_references, write_csv
 from .data import DataSource
@@ -115,29 +116,37 @@ def evaluate(cfg: RunConfig, log=print) -> list[dict]:
         datasets[task.name] = ds
     cache = ResultCache(cfg.cache) if cfg.cache else None  # before any model too: a bad file fails cheap
     try:
-        return evaluate_models(cfg, datasets, cache, log)
+        workers = distributed.start(cache, cfg.output, log)  # None: one process (not under torchrun)
+        with distributed.guarded(workers, cache):
+            return evaluate_models(cfg, datasets, cache, log, workers)
     finally:
         if cache is not None:
             cache.close()  # also on Ctrl-C: every finished batch is already committed
 
 
-def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, log=print) -> list[dict]:
+def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, log=print,
+                    workers: distributed.Workers | None = None) -> list[dict]:
     refs = load_references()
     all_rows, all_results = [], []
-    for model_name, out in run_dirs(cfg):
+    writer = workers is None or workers.rank == 0  # under torchrun the others only compute their share
+    if not writer:
+        log = lambda msg: None  # noqa: E731 - rank 0 speaks for the run
+    for model_index, (model_name, out) in enumerate(run_dirs(cfg)):
         model_id = SIZES[model_name][0] if model_name in SIZES else model_name
         log(f"loading {model_id} ({cfg.dtype})")
-        lm = load(model_id, device=cfg.device, dtype=cfg.dtype)
+        lm = load(model_id, device=workers.device(cfg.device) if workers else cfg.device, dtype=cfg.dtype)
         model_cache = None
         if cache is not None:
             v = versions()
             label = model_label(model_id)
             model_cache = cache.for_model(lm.fingerprint, label=label, info={
                 "dtype": lm.dtype, "device": lm.device, "torch": v["torch"], "transformers": v["transformers"]})
-            if note := model_cache.not_reused_message(label):
+            if writer and (note := model_cache.not_reused_message(label)):
                 log(note)
-        engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed, progress=cfg.progress,
-                        cache=model_cache, log=log)
+        engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed,
+                        progress=cfg.progress and writer, cache=model_cache, log=log)
+        if workers:
+            workers.attach(engine, lm.fingerprint)
         for task in cfg.tasks:  # all checked before any runs: never fail after hours of another task
             if engine.window < task.min_context:
                 raise UserError(f"model {model_id} has a {engine.window}-token context but task {task.name} "
@@ -147,10 +156,15 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
                    "model": {**lm.describe(), **reference_size(lm, model_name, cfg.reference_size)},
                    "settings": {**cfg.settings, "limit": cfg.limit, "batch_size": cfg.batch_size, "seed": cfg.seed},
                    "cache": model_cache.stats if model_cache else None,  # live counters, current at each write
-                   "tasks": {}}
+                   "workers": workers.world if workers else 1, "tasks": {}}
         for task in cfg.tasks:
-            results["tasks"][task.name] = run_task(task, datasets[task.name], engine, cfg.limit, out, log)
-            write_json(out / "results.json", results)
+            task_result = run_task(task, datasets[task.name], engine, cfg.limit, out, log, workers,
+                                   f"{model_index}/{task.name}")
+            if writer:
+                results["tasks"][task.name] = task_result
+                write_json(out / "results.json", results)
+        if not writer:
+            continue
         rows = comparison_rows(results, refs)
         write_csv(out / "comparison.csv", rows)
         log(f"\n{model_id}: results in {out}\n" + format_table(rows))
@@ -163,15 +177,21 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
     return all_results
 
 
-def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log) -> dict:
+def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
+             workers: distributed.Workers | None = None, task_key: str = "") -> dict | None:
     examples = ds.examples[:limit] if limit else ds.examples
     requests = task.requests(examples)
     before = dict(engine.stats)
     t0 = time.perf_counter()
     results = engine.run(requests, desc=task.name)
+    counts = {k: engine.stats[k] - before[k] for k in ("items_computed", "tokens_forwarded")}
+    if workers and workers.rank != 0:  # rank 0 has (or will read) every answer, and scores the task
+        workers.record(task_key, counts)
+        return None
+    by_worker = workers.counts_by_worker(task_key, counts) if workers else [counts]
     wall = time.perf_counter() - t0
     scored = task.score(examples, results)
-    tokens = engine.stats["tokens_forwarded"] - before["tokens_forwarded"]
+    tokens = sum(c["tokens_forwarded"] for c in by_worker)  # by every worker
     subset = len(examples) < ds.n_full
     for row in scored.samples:
         row.setdefault("subset", subset)
@@ -188,6 +208,7 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log) 
             "n_requests": len(requests), "wall_s": wall, "tokens_forwarded": tokens,
             "tokens_per_s": tokens / wall if wall > 0 else None,
             "items_cached": engine.stats["items_cached"] - before["items_cached"],
-            "items_computed": engine.stats["items_computed"] - before["items_computed"],
+            "items_computed": sum(c["items_computed"] for c in by_worker),
+            "items_computed_by_worker": [c["items_computed"] for c in by_worker],
             "oom_retries": engine.stats["oom_retries"] - before["oom_retries"],
             "prefill_tokens": engine.stats["prefill_tokens"] - before["prefill_tokens"]}

@@ -26,6 +26,11 @@ class Scheduler:
         self.device = next(model.parameters()).device
         self.stats = stats if stats is not None else {}
         self.max_batch: int | None = None  # lowered for the rest of the run by an out-of-memory error
+        # Under torchrun (distributed.py): which batches are this worker's, and the others' answers.
+        # Its batches must be every worker's, so neither the out-of-memory cap nor a free-memory
+        # reading of its own may shape them: free_memory is then the workers' agreed figure.
+        self.share = None
+        self.free_memory: int | None = None
 
     # ---- scoring ---------------------------------------------------------------------------
     def score(self, items: list, score_batch, desc: str = "") -> list:
@@ -40,6 +45,8 @@ class Scheduler:
         bar = tqdm(total=sum(len(it.targets) for _, it in todo), desc=desc or "scoring", unit="tok", unit_scale=True,
                    disable=not self.progress or not todo, leave=False)
         for batch in self.batches(todo, lambda kv: len(kv[1].input_ids), scoring=True):
+            if self.share is not None and not self.share.mine("score", len(batch) * len(batch[0][1].input_ids)):
+                continue
             scored = self.split_on_oom(batch, lambda part: score_batch([it for _, it in part]))
             fresh = dict(zip([k for k, _ in batch], scored))
             done.update(fresh)
@@ -48,6 +55,8 @@ class Scheduler:
             bar.update(sum(len(it.targets) for _, it in batch))
             bar.set_postfix_str(f"{len(done)}/{len(set(keys))} items", refresh=False)
         bar.close()
+        if self.share is not None:  # the other workers' batches (rank 0 waits for them, the others stop)
+            done.update(self.share.collect([k for k in dict.fromkeys(keys) if k not in done]))
         return [done[k] for k in keys]
 
     # ---- generation ------------------------------------------------------------------------
@@ -72,8 +81,13 @@ class Scheduler:
         alone = sorted((i for i in todo if not n_shared[i]), key=lambda i: -totals[i])
         bar = tqdm(total=len(todo), desc=desc or "generating", unit="ex", disable=not self.progress or not todo,
                    leave=False)
+        previous: set = set()  # the shared prefixes of the batch before: a batch reusing one follows it
         for rows in (sharers, alone):
             for idx in self.batches(rows, lambda i: totals[i]):
+                prefixes = {groups[i] for i in idx if n_shared[i]}
+                continues, previous = bool(prefixes & previous), prefixes
+                if self.share is not None and not self.share.mine("generate", len(idx) * max(totals[i] for i in idx), continues):
+                    continue
                 outs = self.split_on_oom(idx, lambda part: decode_batch(part, n_shared))
                 fresh = {keys[i]: o for i, o in zip(idx, outs)}
                 done.update(fresh)
@@ -81,6 +95,9 @@ class Scheduler:
                     self.cache.put_many({k: to_cache(o) for k, o in fresh.items()})
                 bar.update(len(idx))
         bar.close()
+        if self.share is not None:
+            done.update({k: from_cache(v) for k, v in
+                         self.share.collect([k for k in dict.fromkeys(keys) if k not in done]).items()})
         return [done[k] for k in keys]
 
     # ---- batching --------------------------------------------------------------------------
@@ -94,7 +111,8 @@ class Scheduler:
                     n += 1
             else:
                 n = int(self.batch_size)
-            n = min(n, self.max_batch or n)
+            if self.share is None:
+                n = min(n, self.max_batch or n)
             yield todo[i:i + n]
             i += n
 
@@ -102,6 +120,9 @@ class Scheduler:
         """forward(batch) -> one answer per element. Out of memory: retry in halves, and cap later
         batches at the size that fit, rather than lose a long run to one batch that is too large.
         Each answer depends only on its own item, so the results are those of a smaller batch."""
+        if self.max_batch and len(batch) > self.max_batch:  # a batch formed without the cap (workers)
+            return [a for i in range(0, len(batch), self.max_batch)
+                    for a in self.split_on_oom(batch[i:i + self.max_batch], forward)]
         try:
             return forward(batch)
         except torch.OutOfMemoryError:
@@ -129,7 +150,7 @@ class Scheduler:
         from rows sharing each read of the weights in its one-token steps, up to where the growing
         key/value cache costs more (both measured on 2 cores; benchmarks/)."""
         if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
+            free = self.free_memory if self.free_memory is not None else torch.cuda.mem_get_info(self.device)[0]
             cfg = self.model.config
             per_token = 16 * cfg.hidden_size * (cfg.num_hidden_layers // 8 + 4) * self.model.dtype.itemsize
             return int(max(self.window, min(256 * 1024, 0.4 * free / per_token)))
