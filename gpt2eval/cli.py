@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import plan, report
+from . import cache_admin, plan, report
 from .cache import default_path as default_cache_path
 from .errors import UserError
 from .sizes import DTYPE_NAMES, SIZES
@@ -134,6 +134,8 @@ SUBCOMMANDS = {
                 "tidy and Table 3/4 CSVs, scaling plots, Markdown, HTML", report.add_arguments, report.run),
     "score": ("score a generation task's predictions file against a gold file, without a model",
               add_score_arguments, run_score),
+    "cache": ("show the result cache's entries by model (count, size, code digest, last written), or prune them "
+              "(by model, age, entries written by other code, or all)", cache_admin.add_arguments, cache_admin.run),
     "plan": ("count a run's examples, tokens and FLOPs per size and task, and its lower-bound time on a device "
              "(tokenizer and data only, no weights)", plan.add_arguments, plan.run),
 }

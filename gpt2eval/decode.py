@@ -136,8 +136,10 @@ class Chooser:
 @torch.inference_mode()
 def generate_batch(model, tokenizer, reqs: list[Generation], ctxs: list[list[int]], n_shared: list[int] | None = None,
                    memo: dict | None = None, *, seed: int, stats: dict, suppress_memo: dict,
-                   seeds: list | None = None) -> list[GenerationResult]:
-    """Decode a batch in lock-step. Row b's first n_shared[b] ids are a prefix shared with other
+                   seeds: list | None = None) -> list[dict]:
+    """Decode a batch in lock-step; each row's answer is `decoded(ids, ended)`, what the result
+    cache stores (`finish` turns it into text when it is read). Row b's first n_shared[b] ids are a
+    prefix shared with other
     requests: its keys/values come from _shared_cache, and the row feeds only the rest of its
     prompt, laid out as [padding | prefix | padding | rest] with every padding masked and the
     positions counting real tokens only. Either every row shares a prefix or none does.
@@ -172,8 +174,8 @@ def generate_batch(model, tokenizer, reqs: list[Generation], ctxs: list[list[int
         logits, past = out.logits[:, -1, :], _cache_of(out)
     choose = Chooser(reqs, tok, seed, suppress_memo, logits.shape[-1], device)
     new = [[] for _ in reqs]
-    results: list[GenerationResult | None] = [None] * len(reqs)
-    decoded = 0
+    results: list[dict | None] = [None] * len(reqs)
+    n_decoded = 0
     for step in range(max(r.max_new_tokens for r in reqs)):
         nxt = choose(logits, [res is None for res in results])
         for b, r in enumerate(reqs):
@@ -181,38 +183,48 @@ def generate_batch(model, tokenizer, reqs: list[Generation], ctxs: list[list[int
                 nxt[b] = eot
                 continue
             if nxt[b] == eot:
-                results[b] = _finish(tok, new[b], r, "eos")
+                results[b] = decoded(new[b], "eos")
                 continue
             new[b].append(nxt[b])
             results[b] = _check_stop(tok, new[b], r)
         if all(res is not None for res in results):
             break
-        decoded += sum(res is None for res in results)  # positions of rows still decoding
+        n_decoded += sum(res is None for res in results)  # positions of rows still decoding
         mask = torch.cat([mask, mask.new_ones((len(reqs), 1))], dim=1)
         positions = positions[:, -1:] + 1
         out = model(input_ids=torch.tensor(nxt)[:, None].to(device), attention_mask=mask,
                     position_ids=positions, use_cache=True, **{cache_kw: past})
         logits, past = out.logits[:, -1, :], _cache_of(out)
     stats["forward_s"] += time.perf_counter() - t0
-    stats["tokens_forwarded"] += sum(len(c) for c in rests) + decoded
+    stats["tokens_forwarded"] += sum(len(c) for c in rests) + n_decoded
     stats["prefill_tokens"] += sum(len(c) for c in rests)
-    stats["decode_tokens"] = stats.get("decode_tokens", 0) + decoded
+    stats["decode_tokens"] = stats.get("decode_tokens", 0) + n_decoded
     stats["items_computed"] += len(reqs)
-    return [res or _finish(tok, new[b], reqs[b], "length") for b, res in enumerate(results)]
+    return [res or decoded(new[b], "length") for b, res in enumerate(results)]
 
 
-def _check_stop(tok, new_ids: list[int], req: Generation) -> GenerationResult | None:
+def _check_stop(tok, new_ids: list[int], req: Generation) -> dict | None:
+    """Whether to stop decoding this row now: a stop string appeared, or the budget is spent."""
     if req.stop:
         text = tok.decode(new_ids)
         if any(s in text for s in req.stop):
-            return _finish(tok, new_ids, req, "stop")
+            return decoded(new_ids, "stop")
     if len(new_ids) >= req.max_new_tokens:
-        return _finish(tok, new_ids, req, "length")
+        return decoded(new_ids, "length")
     return None
 
 
-def _finish(tok, new_ids: list[int], req: Generation, why: str) -> GenerationResult:
+def decoded(new_ids: list[int], ended: str) -> dict:
+    """A row's answer as the cache keeps it: the generated token ids (the end-of-text token not
+    among them) and why decoding ended ("eos", "stop" or "length"). Text is never cached, so a
+    change to how it is cut never serves an old cut."""
+    return {"token_ids": list(new_ids), "ended": ended}
+
+
+def finish(tok, answer: dict, req: Generation) -> GenerationResult:
+    """The request's result from a decoded (or cached) answer: the text cut before the first stop string."""
+    new_ids = answer["token_ids"]
     raw = tok.decode(new_ids)
     cut = min([raw.index(s) for s in req.stop if s in raw], default=len(raw))
     return GenerationResult(text=raw[:cut], raw_text=raw, n_tokens=len(new_ids),
-                            stopped_by="stop" if cut < len(raw) else why)
+                            stopped_by="stop" if cut < len(raw) else answer["ended"], token_ids=list(new_ids))

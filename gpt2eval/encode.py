@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from .errors import UserError
 from .requests import Generation, Loglikelihood, RollingLoglikelihood
 
 
@@ -50,8 +51,47 @@ def example_seed(run_seed: int, seed_key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{run_seed}/{seed_key}".encode()).digest()[:8], "little") & (2**63 - 1)
 
 
-class ContextTooLong(ValueError):
+class BadRequest(UserError):
+    """A request the engine cannot answer as asked; the message names the request (and, from
+    Engine.run, the task). What is scored is never cut to make a request fit."""
+
+
+class ContextTooLong(BadRequest, ValueError):
     pass
+
+
+def describe(r) -> str:
+    """A request in a few words, enough to find it in its task."""
+    if isinstance(r, Loglikelihood):
+        return f"Loglikelihood(context ending {r.context[-40:]!r}, continuation {r.continuation[:40]!r})"
+    if isinstance(r, RollingLoglikelihood):
+        return f"RollingLoglikelihood(text starting {r.text[:40]!r}, stride={r.stride})"
+    return f"Generation(seed_key={r.seed_key!r}, context ending {r.context[-40:]!r}, max_new_tokens={r.max_new_tokens})"
+
+
+def check_request(r, window: int, vocab: int) -> None:
+    """The checks that need no tokens, so that Engine.run makes them for every request before any
+    model work: a generation budget that leaves no room for a prompt, sampling that cannot be done,
+    a rolling stride outside the window."""
+    if isinstance(r, Generation):
+        d = r.decoding
+        if not 0 < r.max_new_tokens < window:
+            raise BadRequest(f"{describe(r)}: max_new_tokens must be 1 to {window - 1} (the {window}-token window "
+                             "holds the prompt and the new tokens)")
+        if not d.greedy and not (0 < d.top_k <= vocab and d.temperature > 0):
+            raise BadRequest(f"{describe(r)}: top-k sampling needs 0 < top_k <= {vocab} (the vocabulary) and "
+                             f"temperature > 0, got top_k={d.top_k}, temperature={d.temperature}")
+    elif isinstance(r, RollingLoglikelihood) and r.stride is not None and not 0 < r.stride <= window:
+        raise BadRequest(f"{describe(r)}: stride must be 1 to {window} (the window), got {r.stride}")
+
+
+def check_continuation(r: Loglikelihood, n_tokens: int, window: int) -> None:
+    """Every continuation token is scored, each seeing at least one token before it."""
+    if n_tokens == 0:
+        raise BadRequest(f"{describe(r)}: the continuation is empty, so there is nothing to score")
+    if n_tokens > window:
+        raise BadRequest(f"{describe(r)}: the continuation is {n_tokens} tokens, longer than the {window}-token "
+                         "window, and would be cut; score long text with RollingLoglikelihood")
 
 
 @dataclass
@@ -83,8 +123,7 @@ class Encoder:
                 context, continuation = context[:-n_space], context[-n_space:] + continuation
             ctx = self.encode(context) or [self.eot]
             cont = self.encode(continuation)
-            if not cont:
-                raise ValueError(f"empty continuation for context ending {context[-40:]!r}")
+            check_continuation(r, len(cont), self.window)
             full = (ctx + cont)[-(self.window + 1):]
             truncated.append(len(ctx) + len(cont) > self.window + 1)
             items.append(ScoreItem(tuple(full[:-1]), tuple(cont)))
@@ -131,8 +170,8 @@ def encode_prompt(encoder, r: Generation, prefix_ids: dict[str, list[int]]) -> P
         if keep > 0:
             return Prompt(pre[:keep] + rest, keep, len(pre) - keep)
     raise ContextTooLong(
-        f"prompt of {len(ids)} tokens + {r.max_new_tokens} new tokens exceeds the {encoder.window}-token "
-        f"window (truncate={r.truncate!r}); the task must shorten its context (seed_key={r.seed_key!r})")
+        f"{describe(r)}: prompt of {len(ids)} tokens + {r.max_new_tokens} new tokens exceeds the {encoder.window}-token "
+        f"window (truncate={r.truncate!r}); the task must shorten its context")
 
 
 def common_prefix(seqs: list[list[int]]) -> list[int]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-from .decode import generate_batch, suppressed_ids
+from .decode import finish, generate_batch, suppressed_ids
 from .distributed import ShareDone
-from .encode import (ContextTooLong, Encoder, Prompt, ScoreItem, context_of, digest, rolling_windows,  # noqa: F401
-                     shared_lengths, unique_prefix_tokens)
+from .encode import (BadRequest, ContextTooLong, Encoder, Prompt, ScoreItem, context_of, digest, rolling_windows,  # noqa: F401
+                     check_request, shared_lengths, unique_prefix_tokens)
 from .forward import fused_gpt2, gpt2_hidden_states, score_batch, score_groups, target_logprobs  # noqa: F401
+from .heads import head_only
 from .requests import (Generation, GenerationResult, Loglikelihood, LoglikelihoodResult, Request, Result,
                        RollingLoglikelihood, RollingResult)
 from .schedule import Scheduler
@@ -41,7 +42,10 @@ class Engine:
         # share_prefixes: log-likelihood items sharing a prefix forward it once (multiple choice);
         # share_context: a generation decodes from the forward of the log-likelihood item whose
         # context is its prompt. Both off: every request is forwarded whole (the same answers).
-        self.share_prefixes, self.share_context = share_prefixes, share_context
+        # Both score from the hidden states through the blocked head, which only GPT-2 and the other
+        # heads.HEAD_ONLY models compute as their own; the rest forward every request whole.
+        exact_head = head_only(model)
+        self.share_prefixes, self.share_context = share_prefixes and exact_head, share_context and exact_head
         self.stats = {"items_computed": 0, "items_cached": 0, "tokens_forwarded": 0, "forward_s": 0.0,
                       "oom_retries": 0, "prefill_tokens": 0, "decode_tokens": 0, "unique_prompt_tokens": 0}
         self.encoder = Encoder(tokenizer, self.window, seed)
@@ -62,41 +66,50 @@ class Engine:
         A generation whose prompt is exactly the context of a log-likelihood request (LAMBADA's
         stop-word decode after its target's log-likelihood) is decoded from that request's forward
         pass: the keys/values of the context and the logits at its last position; its prompt is
-        not forwarded again."""
+        not forwarded again. `desc`: the task's name, in progress bars and in the one-line error
+        about a request that cannot be answered."""
         results: list[Result | None] = [None] * len(requests)
-        by_kind = {kind: [i for i, r in enumerate(requests) if isinstance(r, kind)]
-                   for kind in (Loglikelihood, RollingLoglikelihood, Generation)}
-        ll, rolling, gens = ([requests[i] for i in by_kind[k]] for k in (Loglikelihood, RollingLoglikelihood, Generation))
-        items, truncated = self.encoder.loglikelihood(ll)
-        windows, starts = self.encoder.rolling(rolling)
-        prefix_ids: dict[str, list[int]] = {}
-        prompts = [self.encoder.prompt(r, prefix_ids) for r in gens]
-        self.stats["unique_prompt_tokens"] += unique_prefix_tokens(
-            [it.input_ids for it in items] + [it.input_ids for w in windows for it in w] + [p.ids for p in prompts])
-        answered: dict[str, GenerationResult] = {}
-        prefetched = None  # the generations' cache rows, when looked up before scoring
-        keep, on_seeds, flush = {}, None, lambda: None
-        if self.share_context and gens and items:
-            prefetched = self.scheduler.cached([self.encoder.generation_key(r, p.ids) for r, p in zip(gens, prompts)])
-            keep, on_seeds, flush = self._context_decodes(items, gens, prompts, answered, set(prefetched))
         try:
-            scored = self.score(items + [it for w in windows for it in w], desc=desc, keep=keep, on_seeds=on_seeds)
-        except ShareDone:  # a worker under torchrun: its share is computed, rank 0 has the rest
-            scored = None
-        flush()
-        if scored is not None:
-            for i, (lp, g), t in zip(by_kind[Loglikelihood], scored, truncated):
-                results[i] = LoglikelihoodResult(float(sum(lp)), all(g), lp, g, t)
-            rest = iter(scored[len(items):])
-            for i, w, token_starts in zip(by_kind[RollingLoglikelihood], windows, starts):
-                results[i] = RollingResult([lp for _ in w for lp in next(rest)[0]], token_starts)
-        if gens:
+            vocab = len(self.tokenizer)
+            for r in requests:  # before any model work
+                check_request(r, self.window, vocab)
+            by_kind = {kind: [i for i, r in enumerate(requests) if isinstance(r, kind)]
+                       for kind in (Loglikelihood, RollingLoglikelihood, Generation)}
+            ll, rolling, gens = ([requests[i] for i in by_kind[k]] for k in (Loglikelihood, RollingLoglikelihood, Generation))
+            items, truncated = self.encoder.loglikelihood(ll)
+            windows, starts = self.encoder.rolling(rolling)
+            prefix_ids: dict[str, list[int]] = {}
+            prompts = [self.encoder.prompt(r, prefix_ids) for r in gens]
+            self.stats["unique_prompt_tokens"] += unique_prefix_tokens(
+                [it.input_ids for it in items] + [it.input_ids for w in windows for it in w] + [p.ids for p in prompts])
+            answered: dict[str, dict] = {}  # generations decoded from a scoring forward, as cached
+            prefetched = None  # the generations' cache rows, when looked up before scoring
+            keep, on_seeds, flush = {}, None, lambda: None
+            if self.share_context and gens and items:
+                prefetched = self.scheduler.cached([self.encoder.generation_key(r, p.ids) for r, p in zip(gens, prompts)])
+                keep, on_seeds, flush = self._context_decodes(items, gens, prompts, answered, set(prefetched))
             try:
-                answers = self._generate(gens, prompts, desc, True, answered, prefetched)
-            except ShareDone:
-                return results
-            for i, res in zip(by_kind[Generation], answers):
-                results[i] = res
+                scored = self.score(items + [it for w in windows for it in w], desc=desc, keep=keep, on_seeds=on_seeds)
+            except ShareDone:  # a worker under torchrun: its share is computed, rank 0 has the rest
+                scored = None
+            flush()
+            if scored is not None:
+                for i, (lp, g), t in zip(by_kind[Loglikelihood], scored, truncated):
+                    results[i] = LoglikelihoodResult(float(sum(lp)), all(g), lp, g, t)
+                rest = iter(scored[len(items):])
+                for i, w, token_starts in zip(by_kind[RollingLoglikelihood], windows, starts):
+                    results[i] = RollingResult([lp for _ in w for lp in next(rest)[0]], token_starts)
+            if gens:
+                try:
+                    answers = self._generate(gens, prompts, desc, True, answered, prefetched)
+                except ShareDone:
+                    return results
+                for i, res in zip(by_kind[Generation], answers):
+                    results[i] = res
+        except BadRequest as e:
+            if not desc:
+                raise
+            raise type(e)(f"task {desc}: {e}") from None
         return results
 
     def encode(self, text: str) -> list[int]:
@@ -123,15 +136,16 @@ class Engine:
         def share(todo: list[int]) -> dict[int, int]:
             return shared_lengths(requests, prompts, todo) if reuse_prefix else dict.fromkeys(todo, 0)
 
-        def decode(part: list[int], n_shared: dict[int, int]) -> list[GenerationResult]:
+        def decode(part: list[int], n_shared: dict[int, int]) -> list[dict]:
             return generate_batch(self.model, self.tokenizer, [requests[i] for i in part], [prompts[i].ids for i in part],
                                   [n_shared[i] for i in part], memo, seed=self.seed, stats=self.stats,
                                   suppress_memo=self.suppress_memo)
         answers = self.scheduler.generate(
             keys, [len(p.ids) + r.max_new_tokens for r, p in zip(requests, prompts)], [r.prefix for r in requests],
-            share, decode, lambda v: GenerationResult(**v), vars, desc=desc, answered=answered,
+            share, decode, dict, dict, desc=desc, answered=answered,  # token ids cached; text cut on reading
             prefetched=prefetched)
-        return [replace(a, prompt_tokens=len(p.ids), truncated_tokens=p.dropped) for a, p in zip(answers, prompts)]
+        return [replace(finish(self.tokenizer, a, r), prompt_tokens=len(p.ids), truncated_tokens=p.dropped)
+                for a, r, p in zip(answers, requests, prompts)]
 
     def _context_decodes(self, items: list[ScoreItem], gens: list[Generation], prompts: list[Prompt],
                          answered: dict, cached: set[str]):
@@ -169,7 +183,7 @@ class Engine:
                 fresh = {keys[j]: res for (j, _), res in
                          zip(batch, self.scheduler.split_on_oom(batch, decode, "generate", shape))}
                 answered.update(fresh)
-                self.scheduler.store(fresh, vars)
+                self.scheduler.store(fresh, dict)
 
         def on_seeds(seeds: dict) -> None:
             pending.extend((j, seed) for k, seed in seeds.items() for j in paired[k])

@@ -11,6 +11,7 @@ import time
 import torch
 
 from .encode import ScoreItem
+from .heads import head_only, own_logits_logprobs
 
 HEAD_CHUNK = 2048  # positions per LM-head block (GPU)
 VOCAB_BLOCK = 8192  # vocabulary entries per LM-head block (the logits are never [positions, vocab] at once)
@@ -219,23 +220,29 @@ def score_batch(model, items: list[ScoreItem], eot: int, stats: dict, keep: dict
     t0 = time.perf_counter()
     # Right padding needs no attention mask: causal attention never looks at later (pad) positions.
     ids = ids.to(device)
-    kv = [] if keep else None
-    if keep:
-        hidden = hidden_states(model, ids, keep_kv=kv)
-    elif fused_gpt2(model):
-        hidden = gpt2_hidden_states(model, ids)
+    seeds: dict = {}
+    if not head_only(model):  # its own head may scale or soft-cap: score its own forward's logits
+        if keep:
+            raise ValueError("a decode continued from a scoring forward needs the blocked head; the engine "
+                             "turns context decodes off for models without it")
+        lp, greedy = own_logits_logprobs(model, ids, rows, cols, targets)
     else:
-        hidden = model.base_model(input_ids=ids, use_cache=False).last_hidden_state
-    picked = hidden[to_device(rows, device), to_device(cols, device)]
-    lp, greedy = target_logprobs(model.get_output_embeddings(), picked,  # the LM head only where needed
-                                 to_device(targets, device), *head_blocks(device, len(targets)), host_targets=targets)
-    seeds = {}
-    if keep:
-        at = list(keep)
-        last = hidden[to_device(at, device), to_device([keep[b] - 1 for b in at], device)]
-        first_logits = model.get_output_embeddings()(last).float()
-        for j, b in enumerate(at):
-            seeds[b] = ([(k[b, :, :keep[b]].clone(), v[b, :, :keep[b]].clone()) for k, v in kv], first_logits[j])
+        kv = [] if keep else None
+        if keep:
+            hidden = hidden_states(model, ids, keep_kv=kv)
+        elif fused_gpt2(model):
+            hidden = gpt2_hidden_states(model, ids)
+        else:
+            hidden = model.base_model(input_ids=ids, use_cache=False).last_hidden_state
+        picked = hidden[to_device(rows, device), to_device(cols, device)]
+        lp, greedy = target_logprobs(model.get_output_embeddings(), picked,  # the LM head only where needed
+                                     to_device(targets, device), *head_blocks(device, len(targets)), host_targets=targets)
+        if keep:
+            at = list(keep)
+            last = hidden[to_device(at, device), to_device([keep[b] - 1 for b in at], device)]
+            first_logits = model.get_output_embeddings()(last).float()
+            for j, b in enumerate(at):
+                seeds[b] = ([(k[b, :, :keep[b]].clone(), v[b, :, :keep[b]].clone()) for k, v in kv], first_logits[j])
     out = _answers(items, lp, greedy)
     stats["forward_s"] += time.perf_counter() - t0
     stats["tokens_forwarded"] += sum(len(it.input_ids) for it in items)

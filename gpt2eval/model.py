@@ -1,7 +1,6 @@
 """Loading a causal LM and its tokenizer, and checking that the two belong together."""
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .fingerprint import model_fingerprint
 from .sizes import DTYPE_NAMES, PAPER_PARAMS, SIZES  # noqa: F401 - re-exported: model.SIZES
 
 PROBE_TEXT = "Hello world, this is GPT-2."
@@ -25,7 +25,7 @@ class LoadedModel:
     size: str | None          # "small".."xl" when the architecture matches a paper size
     dtype: str
     device: str
-    fingerprint: str          # names these exact weights, for the result cache
+    fingerprint: str          # names these files, config, dtype, device, versions: the result cache's model key
 
     def describe(self) -> dict:
         cfg = self.model.config
@@ -34,7 +34,8 @@ class LoadedModel:
                 "n_params": sum(p.numel() for p in self.model.parameters()),
                 "n_layer": cfg.num_hidden_layers, "n_embd": cfg.hidden_size,
                 "context_length": getattr(cfg, "n_positions", None) or cfg.max_position_embeddings,
-                "dtype": self.dtype, "device": self.device, "fingerprint": self.fingerprint}
+                "dtype": self.dtype, "device": self.device, "fingerprint": self.fingerprint,
+                "attention": getattr(cfg, "_attn_implementation", None)}
 
 
 def resolve_device(device: str) -> str:
@@ -78,7 +79,12 @@ def load(model_id: str, *, device: str = "auto", dtype: str = "float32", revisio
                         "a local model folder needs its tokenizer files (tokenizer.json or vocab.json + merges.txt); "
                         "offline, set HF_HUB_OFFLINE=1 and pass a local folder") from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(model_id, dtype=DTYPES[dtype], attn_implementation="sdpa", **kw)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_id, dtype=DTYPES[dtype], attn_implementation="sdpa", **kw)
+        except ValueError as e:  # an architecture without SDPA (Gemma2: soft-capped attention): its own default
+            if "scaled_dot_product_attention" not in str(e):
+                raise
+            model = AutoModelForCausalLM.from_pretrained(model_id, dtype=DTYPES[dtype], **kw)
     except Exception as e:  # noqa: BLE001
         raise UserError(f"cannot load model {model_id!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                         "check the id or folder, or your network / HF_HUB_OFFLINE setting") from None
@@ -117,19 +123,13 @@ def check_tokenizer(config, tokenizer, model_id: str) -> None:
 
 
 def fingerprint(model_id: str, model, dtype: str, device: str, revision: str | None) -> str:
-    """Hub models: id + resolved commit. Local folders: a hash of the weight files' bytes."""
-    h = hashlib.sha256(f"{dtype}|{torch.device(device).type}".encode())
-    local = Path(model_id).expanduser()
-    if local.is_dir():
-        for f in sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin")):
-            h.update(f.name.encode())
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 24), b""):
-                    h.update(block)
-    else:
-        commit = getattr(model.config, "_commit_hash", None) or revision or "unknown-revision"
-        h.update(f"{model_id}@{commit}".encode())
-    return h.hexdigest()[:32]
+    """Names these exact files (or hub commit), configuration, dtype, device type and library
+    versions: the model half of a result-cache key (gpt2eval.fingerprint)."""
+    import transformers
+    commit = getattr(model.config, "_commit_hash", None) or revision
+    return model_fingerprint(model_id, model.config, dtype=dtype, device_type=torch.device(device).type,
+                             torch_version=torch.__version__, transformers_version=transformers.__version__,
+                             commit=commit)
 
 
 def make_random_model(path: str | os.PathLike, tokenizer_dir: str | os.PathLike, *, size: str = "small",

@@ -122,6 +122,7 @@ class GenerationResult:
     stopped_by: str = ""           # "stop", "eos" or "length"
     prompt_tokens: int = 0         # prompt length as fed to the model, after any truncation
     truncated_tokens: int = 0      # prompt tokens cut to fit the window (Generation.truncate)
+    token_ids: list[int] = field(default_factory=list)  # the generated ids (end-of-text not among them)
 
 
 Result = LoglikelihoodResult | RollingResult | GenerationResult

@@ -3,8 +3,10 @@ as metrics, samples and a comparison with the paper. results.json is rewritten a
 so a crash keeps every finished task."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,6 +19,7 @@ from .compare import comparison_rows, format_table, load_references, write_csv
 from .data import DataSource
 from .engine import Engine
 from .errors import UserError
+from .fingerprint import model_label
 from .io import write_atomic, write_json, write_jsonl
 from .model import load
 from .sizes import SIZES
@@ -77,7 +80,34 @@ def reference_size(lm, model_name: str, override: str | None) -> dict:
     return {"size_from": "no match"}
 
 
+def check_outputs(cfg: RunConfig) -> None:
+    """Refuse an output path that cannot be written, before any data or model is loaded (never a
+    traceback after the whole evaluation): a file where a folder goes or the reverse, a folder
+    below a file, a folder that cannot be written. Creates nothing."""
+    where = f"--output {cfg.output}"
+    runs = [out for _, out in run_dirs(cfg)]
+    files = [out / name for out in runs for name in ("results.json", "comparison.csv")]
+    for path in [cfg.output] + [out / sub for out in runs for sub in ("", "samples", "predictions")]:
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{where}: {path} is a file, not a folder; choose another --output or move the file")
+    for path in files:
+        if path.is_dir():
+            raise UserError(f"{where}: {path} is a folder, where the run writes a file; choose another --output")
+    existing = Path(cfg.output).expanduser().absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{where}: {existing} is a file, so no folder can be made below it; choose another --output")
+    try:  # a real write, not os.access: read-only mounts, and root, which os.access always lets through
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".gpt2eval-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{where}: cannot write in {existing} ({e.strerror or e}); choose another --output") from None
+
+
 def evaluate(cfg: RunConfig, log=print) -> list[dict]:
+    check_outputs(cfg)
     sampled = [t for t in cfg.tasks if hasattr(t, "samples")]  # a task that samples says so by this attribute
     if cfg.samples != 1 and not sampled:
         raise UserError(f"--samples {cfg.samples} draws several samples per example for tasks that sample "
@@ -112,7 +142,14 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
         model_id = SIZES[model_name][0] if model_name in SIZES else model_name
         log(f"loading {model_id} ({cfg.dtype})")
         lm = load(model_id, device=workers.device(cfg.device) if workers else cfg.device, dtype=cfg.dtype)
-        model_cache = cache.for_model(lm.fingerprint) if cache is not None else None
+        model_cache = None
+        if cache is not None:
+            v = versions()
+            label = model_label(model_id)
+            model_cache = cache.for_model(lm.fingerprint, label=label, info={
+                "dtype": lm.dtype, "device": lm.device, "torch": v["torch"], "transformers": v["transformers"]})
+            if writer and (note := model_cache.not_reused_message(label)):
+                log(note)
         engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed,
                         progress=cfg.progress and writer, cache=model_cache, log=log,
                         budgets=previous_budgets(out, lm))

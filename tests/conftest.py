@@ -25,9 +25,11 @@ def tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A 2-layer, 64-wide random GPT-2 with the real tokenizer, saved as a model folder."""
+    """A 2-layer, 64-wide random GPT-2 with 4 attention heads (16 wide each, so the fused forward's
+    head split and merge are exercised) and the real tokenizer, saved as a model folder."""
     from gpt2eval.model import make_random_model
-    return make_random_model(tmp_path_factory.mktemp("tiny-gpt2"), TOKENIZER_DIR, n_layer=2, n_embd=64, seed=0)
+    return make_random_model(tmp_path_factory.mktemp("tiny-gpt2"), TOKENIZER_DIR, n_layer=2, n_embd=64, n_head=4,
+                             seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,43 @@ def test_run_eval_script_and_broken_model_folder(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "error: cannot load" in proc.stderr
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+# ---- output mistakes: one line, before any data or model is loaded --------------------------------
+
+def _output_mistake(tmp_path):
+    (tmp_path / "a-file").write_text("keep me\n")
+    (tmp_path / "run-with-file").mkdir()
+    (tmp_path / "run-with-file" / "samples").write_text("not a folder\n")
+    (tmp_path / "run-with-dir" / "results.json").mkdir(parents=True)
+    return {
+        "existing file": (tmp_path / "a-file", "a-file is a file, not a folder"),
+        "below a file": (tmp_path / "a-file" / "run", "a-file is a file, so no folder can be made below it"),
+        "samples is a file": (tmp_path / "run-with-file", "samples is a file, not a folder"),
+        "results.json is a folder": (tmp_path / "run-with-dir", "results.json is a folder, where the run writes a file"),
+        "unwritable": (Path("/sys/gpt2eval-run"), "cannot write in /sys"),  # not writable, even by root
+    }
+
+
+@pytest.mark.parametrize("case", ["existing file", "below a file", "samples is a file", "results.json is a folder",
+                                  "unwritable"])
+def test_output_mistakes_are_caught_before_any_model_loads(tmp_path, capsys, monkeypatch, case):
+    monkeypatch.setattr("gpt2eval.runner.load", lambda *a, **kw: pytest.fail("a model was loaded"))
+    monkeypatch.setattr("gpt2eval.runner.DataSource", lambda *a, **kw: pytest.fail("data was loaded"))
+    output, expected = _output_mistake(tmp_path)[case]
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main(["--model", "gpt2", "--tasks", "lambada", "--data-dir", str(DATA), "--output", str(output),
+                 "--no-cache"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --output {output}") and len(err.splitlines()) == 1 and expected in err, err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing made or left
+    assert (tmp_path / "a-file").read_text() == "keep me\n"
+
+
+def test_several_sizes_check_each_run_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("gpt2eval.runner.load", lambda *a, **kw: pytest.fail("a model was loaded"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "medium").write_text("x")
+    assert main(["--sizes", "small,medium", "--tasks", "lambada", "--data-dir", str(DATA),
+                 "--output", str(tmp_path / "out"), "--no-cache"]) == 2
+    assert "medium is a file, not a folder" in capsys.readouterr().err
