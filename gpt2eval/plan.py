@@ -183,6 +183,7 @@ class Plan:
     sizes: list[str]
     peaks_tflops: dict[str, float]          # device name -> peak TFLOP/s
     work: list[Work] = field(default_factory=list)
+    unpriced: dict[str, str] = field(default_factory=dict)  # task -> why its data could not be read
     workers: int = 1                        # devices working at once (torchrun --nproc-per-node x nodes)
     bandwidth_tbps: float = H100_HBM_TBPS   # memory bandwidth of the devices named (bound@)
     memory_gb: float = H100_MEMORY_GB       # device memory: the engine's generation batches
@@ -229,6 +230,10 @@ class Plan:
         lines.append(f"bound@: decode steps memory-bound at {self.bandwidth_tbps:g} TB/s, generation batched as on a "
                      f"{self.memory_gb:g} GB GPU; all sizes{on}: " + ", ".join(
                          f"{_dur(sum(r['bound@' + n] for r in rows))} ({n})" for n in names))
+        for task, why in self.unpriced.items():
+            lines.append(f"NOT PRICED {task}: {why}")
+        if self.unpriced:
+            lines.append(f"the totals leave out {len(self.unpriced)} task(s) whose data is not available")
         return "\n".join(lines)
 
 
@@ -247,10 +252,19 @@ def _dur(seconds: float) -> str:
 
 def make_plan(sizes: list[str], tasks: list, data, tokenizer, peaks_tflops: dict[str, float],
               limit: int | None = None, bandwidth_tbps: float = H100_HBM_TBPS,
-              memory_gb: float = H100_MEMORY_GB, workers: int = 1) -> Plan:
+              memory_gb: float = H100_MEMORY_GB, workers: int = 1, skip_unavailable: bool = False) -> Plan:
+    """skip_unavailable: a task whose data cannot be read (offline, not yet downloaded) is listed as
+    not priced instead of stopping the plan."""
+    from .errors import DataError
     plan = Plan(sizes, peaks_tflops, bandwidth_tbps=bandwidth_tbps, memory_gb=memory_gb, workers=workers)
     for task in tasks:
-        ds = task.load(data)
+        try:
+            ds = task.load(data)
+        except DataError as e:
+            if not skip_unavailable:
+                raise DataError(f"{e} (plan --skip-unavailable prices the other tasks)") from None
+            plan.unpriced[task.name] = str(e)
+            continue
         examples = ds.examples[:limit] if limit else ds.examples
         plan.work.append(count_work(task, examples, tokenizer))
     return plan
@@ -290,6 +304,8 @@ def add_arguments(p) -> None:
     p.add_argument("--dtype", default="float32", help="dtype of --measure-peak")
     p.add_argument("--include-path", action="append", default=[], help="folder of extra task plugins (repeatable)")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument("--skip-unavailable", action="store_true", help="list tasks whose data cannot be read "
+                   "(offline, not downloaded) as not priced, instead of stopping")
     p.add_argument("--workers", type=int, default=1, help="workers (devices) sharing the run under torchrun: "
                    "the time bound is for N of them")
 
@@ -318,7 +334,7 @@ def run(args) -> int:
     if args.workers < 1:
         raise UserError(f"--workers must be a positive integer, got {args.workers}")
     plan = make_plan(sizes, tasks, DataSource(args.data_dir), tokenizer, peaks, args.limit, args.bandwidth_tbps,
-                     args.device_memory_gb, args.workers)
+                     args.device_memory_gb, args.workers, args.skip_unavailable)
     print(plan.format())
     if args.json:
         Path(args.json).write_text(json.dumps(plan.rows(), indent=1))

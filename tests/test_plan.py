@@ -145,3 +145,20 @@ def test_decode_steps_are_memory_bound_in_the_lower_bound(tokenizer):
     assert row["bound@peak"] == pytest.approx(row["seconds@peak"] - row["decode_flops"] / 989e12
                                               + row["decode_read_s"])
     assert row["bound@peak"] > 20 * row["seconds@peak"]  # one row decoding: the weights' reads dominate
+
+
+def test_plan_of_the_paper_offline_prices_what_it_can(capsys, monkeypatch):
+    """enwik8, text8 and 1BW are not in ../shared/data: offline, plan stops on the first with one
+    line naming the way out, and with --skip-unavailable prices the rest and lists those three."""
+    from gpt2eval.cli import main
+    monkeypatch.setenv("GPT2EVAL_CACHE_DIR", "/nonexistent-gpt2eval-cache")
+    args = ["plan", "--sizes", "small", "--tasks", "winograd,enwik8,text8,1bw", "--limit", "2", "--tokenizer",
+            str(TOKENIZER_DIR), "--data-dir", str(DATA)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "enwik8" in err and "--skip-unavailable" in err and len(err.strip().splitlines()) == 1
+    assert main(args + ["--skip-unavailable"]) == 0
+    text = capsys.readouterr().out
+    assert "winograd" in text and "TOTAL" in text
+    assert [line.split()[2].rstrip(":") for line in text.splitlines() if line.startswith("NOT PRICED")] == \
+        ["enwik8", "text8", "1bw"]
