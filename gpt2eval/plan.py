@@ -209,7 +209,8 @@ class Plan:
 
     def format(self) -> str:
         names = list(self.peaks_tflops)
-        head = (f"{'size':7s} {'task':14s} {'examples':>8s} {'score tok':>10s} {'fwd tok':>10s} {'prompt tok':>10s} "
+        tw = max([14] + [len(w.task) for w in self.work])  # the task column fits the longest name
+        head = (f"{'size':7s} {'task':{tw}s} {'examples':>8s} {'score tok':>10s} {'fwd tok':>10s} {'prompt tok':>10s} "
                 f"{'prefill':>9s} {'gen tok≤':>9s} {'FLOPs':>9s} " + " ".join(f"{'t@' + n:>14s}" for n in names)
                 + " " + " ".join(f"{'bound@' + n:>18s}" for n in names))
         lines = [head, "-" * len(head)]
@@ -217,7 +218,7 @@ class Plan:
         for size in self.sizes:
             mine = [r for r in rows if r["size"] == size]
             for r in mine + [_total(size, mine, names)]:
-                lines.append(f"{r['size']:7s} {r['task']:14s} {r['examples']:8d} {r['scored_tokens']:10d} "
+                lines.append(f"{r['size']:7s} {r['task']:{tw}s} {r['examples']:8d} {r['scored_tokens']:10d} "
                              f"{r['forwarded_tokens']:10d} {r['prompt_tokens']:10d} {r['prefill_tokens']:9d} "
                              f"{r['generate_tokens']:9d} {r['flops']:9.3g} "
                              + " ".join(f"{_dur(r['seconds@' + n]):>14s}" for n in names)
