@@ -19,6 +19,7 @@ from .uncertainty import format_ci
 COLUMNS = ["task", "metric", "size", "model", "ours", "stderr", "ci_low", "ci_high", "paper", "delta", "paper_in_ci",
            "n_examples", "n_full", "subset", "reference", "variant", "protocol"]
 INTERVAL = ["stderr", "ci_low", "ci_high"]  # our value's standard error and 95% interval (gpt2eval.uncertainty)
+BOUNDS = ["ci_low", "ci_high"]  # the wide tables' companion columns: "<column> ci_low", "<column> ci_high"
 PAPER_SOURCE_PREFIX = "Radford et al. 2019"
 REFERENCE_COLUMNS = ["task", "metric", "size", "value", "source"]
 
@@ -182,13 +183,21 @@ def tidy_rows(cells: list[dict]) -> list[dict]:
     return rows
 
 
-def table3_rows(cells: list[dict], refs: list[dict]) -> list[dict]:
+def _bounds(header: str, ours: dict | None) -> dict:
+    """A wide table's companion cells for one of our values: its 95% interval, empty without one."""
+    iv = (ours or {}).get("interval") or {}
+    return {f"{header} {k}": iv.get(k) for k in BOUNDS}
+
+
+def table3_rows(cells: list[dict], refs: list[dict], intervals: bool = False) -> list[dict]:
     """The paper's Table 3 layout: rows size x source, a column per task. Where several of our
     metrics share one paper column (LAMBADA ACC: two stop-word filters, and the preprocessed
     LAMBADA task), each gets its own column, "[metric]" appended ("[task/metric]" for another task
     than the paper row's). LAMBADA's unfiltered accuracies are compared with the paper's 52.66
     without the filter (Section 3.3, xl only), not with Table 3's filtered ACC row: when present,
-    they follow it as "LAMBADA (ACC, no stop-word filter)" columns."""
+    they follow it as "LAMBADA (ACC, no stop-word filter)" columns. `intervals`: every column is
+    followed by "<column> ci_low" and "<column> ci_high", our value's 95% interval (empty in the
+    other sources' rows)."""
     at = {(c["task"], c["metric"], c["size"]): c for c in cells}
     layout = []
     for label, ref in TABLE3:
@@ -221,6 +230,8 @@ def table3_rows(cells: list[dict], refs: list[dict]) -> list[dict]:
                     row[header] = (c["refs"].get(source) or {}).get("value")
                 else:
                     row[header] = paper_value(refs, ref, size) if source == "paper" else None
+                if intervals:
+                    row.update(_bounds(header, c["ours"] if c and source == OURS else None))
             row["subset"] = "; ".join(subsets.values())
             values = [row[h] for h, _, _ in columns]
             if (source in (OURS, "paper") and size in SIZES) or any(v is not None for v in values):
@@ -235,20 +246,31 @@ def _rouge_setting(metric: str) -> tuple[str, str] | None:
     return None
 
 
-def table4_rows(cells: list[dict], refs: list[dict]) -> list[dict]:
-    """The paper's Table 4 layout (CNN/Daily Mail): rows setting x size x source, ROUGE columns."""
+def table4_columns(intervals: bool = False) -> list[str]:
+    """Table 4's CSV columns; with `intervals`, each ROUGE column followed by its ci_low and ci_high."""
+    columns = ["setting", "size", "source"]
+    for label in TABLE4_ROUGE.values():
+        columns += [label, *(f"{label} {b}" for b in BOUNDS)] if intervals else [label]
+    return columns
+
+
+def table4_rows(cells: list[dict], refs: list[dict], intervals: bool = False) -> list[dict]:
+    """The paper's Table 4 layout (CNN/Daily Mail): rows setting x size x source, ROUGE columns
+    (`intervals`: each followed by our value's 95% interval, "<column> ci_low" and "ci_high")."""
     found: dict[tuple, dict] = {}
 
-    def put(setting_metric: str, size: str, source: str, value: float | None) -> None:
+    def put(setting_metric: str, size: str, source: str, value: float | None, ours: dict | None = None) -> None:
         parts = _rouge_setting(setting_metric)
         if parts and value is not None:
-            key = (parts[0], size, source)
-            found.setdefault(key, {})[TABLE4_ROUGE[parts[1]]] = value
+            key, label = (parts[0], size, source), TABLE4_ROUGE[parts[1]]
+            found.setdefault(key, {})[label] = value
+            if intervals and ours:
+                found[key].update(_bounds(label, ours))
 
     for c in cells:
         if c["task"] == "cnn_dailymail":
             if c["ours"]:
-                put(c["metric"], c["size"], OURS, c["ours"]["value"])
+                put(c["metric"], c["size"], OURS, c["ours"]["value"], c["ours"])
             for name, r in c["refs"].items():
                 put(c["metric"] if name != "paper" else r["metric"], c["size"], name, r["value"])
     for r in refs:
@@ -258,7 +280,7 @@ def table4_rows(cells: list[dict], refs: list[dict]) -> list[dict]:
     rows = []
     for setting, size, source in sorted(found, key=lambda k: [order.get(x, len(order)) for x in k] + list(k)):
         rows.append({"setting": TABLE4_SETTINGS.get(setting, setting), "size": size, "source": source,
-                     **{label: found[(setting, size, source)].get(label) for label in TABLE4_ROUGE.values()}})
+                     **{k: found[(setting, size, source)].get(k) for k in table4_columns(intervals)[3:]}})
     return rows
 
 

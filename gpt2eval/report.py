@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from .compare import (OTHER_COLUMNS, TIDY_COLUMNS, diffs, grid, in_interval, load_references, other_rows,
-                      table3_rows, table4_rows, tidy_rows, write_rows)
+                      table3_rows, table4_columns, table4_rows, tidy_rows, write_rows)
 from .document import blocks, column_of, to_html, to_markdown
 from .errors import UserError
 from .io import write_atomic
@@ -153,9 +153,9 @@ def write_report(paths: list, *, csv=None, table3_csv=None, table4_csv=None, oth
     if csv:
         write_rows(csv, tidy_rows(cells), TIDY_COLUMNS)
     if table3_csv:
-        write_rows(table3_csv, table3_rows(cells, refs))
+        write_rows(table3_csv, table3_rows(cells, refs, intervals=True))
     if table4_csv:
-        write_rows(table4_csv, table4_rows(cells, refs), ["setting", "size", "source", "R-1", "R-2", "R-L", "R-AVG"])
+        write_rows(table4_csv, table4_rows(cells, refs, intervals=True), table4_columns(intervals=True))
     if other_csv:
         write_rows(other_csv, other_rows(cells, refs), OTHER_COLUMNS)
     pngs = render(cells) if (plot or markdown or html) else {}

@@ -7,6 +7,11 @@ predictions of any other system are scored identically. Formats: CoQA and Trivia
 ones; Natural Questions, the NQ-open JSONL and a JSON object from question to answer; WMT-14,
 plain text, one segment per line (sacrebleu's convention); CNN/Daily Mail, a JSONL of articles
 (`id` and `reference`, `reference_tokenized` or `highlights`) and a JSON object from id to summary.
+
+Every metric gets the interval the task gives it (gpt2eval.uncertainty, through the same
+`summarize` the runner calls): exact match binomial over questions, F1 and ROUGE bootstrapped means
+over questions and articles, BLEU recomputed on resampled segments. A missing prediction counts
+as a 0 in the spread, as it does in the metric.
 """
 from __future__ import annotations
 
@@ -14,15 +19,33 @@ import argparse
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__
+from . import __version__, uncertainty
 from .data import read_json, read_jsonl, read_text, sha256_of
 from .errors import DataError, UserError
 from .io import write_json
 from .metrics import coqa, squad, triviaqa
-from .metrics.bleu import corpus_bleu
+from .metrics.bleu import bleu_spread, corpus_bleu
+from .uncertainty import binomial, mean
 
 
-def score_coqa(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
+def coqa_spreads(gold: dict, preds: dict) -> dict:
+    """Per-question EM and F1 spreads for every CoQA metric, grouped as the coqa task groups them."""
+    spread = {}
+    turns = {k: coqa.score_turn(g["golds"], preds[k]) if k in preds else (0.0, 0.0) for k, g in gold.items()}
+    for group in ["", "_in_domain", "_out_domain"] + [f"_{d}" for d in coqa.DOMAIN_NAMES.values()]:
+        keys = [k for k, g in gold.items() if group in (
+            "", f"_{coqa.DOMAIN_NAMES[g['source']]}", "_in_domain" if g["source"] in coqa.IN_DOMAIN else "_out_domain")]
+        if keys:
+            spread[f"f1{group}"] = mean([100 * turns[k][1] for k in keys], unit="question")
+            spread[f"em{group}"] = binomial([turns[k][0] for k in keys], unit="question")
+    for suffix, (_, extract) in coqa.EXTRACTIONS.items():
+        scored = [coqa.score_turn(g["golds"], extract(preds[k])) if k in preds else (0.0, 0.0) for k, g in gold.items()]
+        spread[f"f1_{suffix}"] = mean([100 * f1 for _, f1 in scored], unit="question")
+        spread[f"em_{suffix}"] = binomial([em for em, _ in scored], unit="question")
+    return spread
+
+
+def score_coqa(gold_path: Path, pred_path: Path) -> tuple[dict, dict, dict]:
     obj = read_json(gold_path)
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
         raise DataError(f"{gold_path}: not CoQA gold data; expected the official dev JSON, an object with a 'data' "
@@ -46,10 +69,10 @@ def score_coqa(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
         raise DataError(f"{gold_path}: {e}") from None
     extra = {"official_report": coqa.score_predictions(gold, preds), "n_gold": len(gold),
              "n_missing": len(coqa.missing_predictions(gold, preds))}
-    return {**coqa.flat_metrics(report), **coqa.extraction_metrics(gold, preds)}, extra
+    return {**coqa.flat_metrics(report), **coqa.extraction_metrics(gold, preds)}, extra, coqa_spreads(gold, preds)
 
 
-def score_triviaqa(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
+def score_triviaqa(gold_path: Path, pred_path: Path) -> tuple[dict, dict, dict]:
     # Read exactly as the triviaqa task reads it (JSONL rows have no ids: both number them).
     gold = {q["id"]: q["aliases"] for q in triviaqa.read_gold_file(gold_path)}
     if not gold:
@@ -59,8 +82,12 @@ def score_triviaqa(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
         raise DataError(f"{pred_path}: not in the official TriviaQA prediction format, a JSON object from question "
                         "id to answer string")
     scores = triviaqa.score_predictions(gold, preds)
-    return {"exact_match": scores["exact_match"], "f1": scores["f1"]}, {"n_gold": scores["n"],
-                                                                          "n_missing": scores["n_missing"]}
+    per = [(triviaqa.best_exact_match(preds[q], a), triviaqa.best_f1(preds[q], a)) if q in preds else (0.0, 0.0)
+           for q, a in gold.items()]
+    spread = {"exact_match": binomial([em for em, _ in per], unit="question"),
+              "f1": mean([100 * f1 for _, f1 in per], unit="question")}
+    return ({"exact_match": scores["exact_match"], "f1": scores["f1"]},
+            {"n_gold": scores["n"], "n_missing": scores["n_missing"]}, spread)
 
 
 def _answers_by_key(pred_path: Path, what: str) -> dict:
@@ -70,14 +97,17 @@ def _answers_by_key(pred_path: Path, what: str) -> dict:
     return preds
 
 
-def score_natural_questions(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
+def score_natural_questions(gold_path: Path, pred_path: Path) -> tuple[dict, dict, dict]:
     gold = squad.read_nq_open(gold_path)  # as the natural_questions task reads it
     preds = _answers_by_key(pred_path, "question text")
     found = [q for q in gold if q["question"] in preds]
-    em = sum(squad.best_exact_match(preds[q["question"]], q["answers"]) for q in found)
-    f1 = sum(squad.best_f1(preds[q["question"]], q["answers"]) for q in found)
+    per = [(squad.best_exact_match(preds[q["question"]], q["answers"]),
+            squad.best_f1(preds[q["question"]], q["answers"])) if q["question"] in preds else (0.0, 0.0) for q in gold]
+    em, f1 = sum(e for e, _ in per), sum(f for _, f in per)
+    spread = {"exact_match": binomial([e for e, _ in per], unit="question"),
+              "f1": mean([100 * f for _, f in per], unit="question")}
     return ({"exact_match": 100 * em / len(gold), "f1": 100 * f1 / len(gold)},
-            {"n_gold": len(gold), "n_missing": len(gold) - len(found)})
+            {"n_gold": len(gold), "n_missing": len(gold) - len(found)}, spread)
 
 
 def read_lines(path: Path) -> list[str]:
@@ -86,17 +116,17 @@ def read_lines(path: Path) -> list[str]:
     return lines[:-1] if lines[-1] == "" else lines
 
 
-def score_translation(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
+def score_translation(gold_path: Path, pred_path: Path) -> tuple[dict, dict, dict]:
     refs, hyps = read_lines(gold_path), read_lines(pred_path)
     if len(refs) != len(hyps):
         raise DataError(f"{pred_path} has {len(hyps)} lines but {gold_path} has {len(refs)}; give one translation "
                         "per reference segment, one segment per line, in the same order")
     bleu, signature = corpus_bleu(hyps, refs)
-    return {"bleu": bleu}, {"n_segments": len(refs), "bleu_signature": signature}
+    return {"bleu": bleu}, {"n_segments": len(refs), "bleu_signature": signature}, {"bleu": bleu_spread(hyps, refs)}
 
 
-def score_summaries(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
-    from .metrics.summarization import aggregate_rouge, detokenize_ptb, rouge_scores
+def score_summaries(gold_path: Path, pred_path: Path) -> tuple[dict, dict, dict]:
+    from .metrics.summarization import ROUGE_TYPES, aggregate_rouge, detokenize_ptb, rouge_scores
     gold = {}
     for n, row in enumerate(read_jsonl(gold_path, required=("id",)), 1):
         ref = row.get("reference") or row.get("highlights") or detokenize_ptb(row.get("reference_tokenized") or "")
@@ -104,8 +134,12 @@ def score_summaries(gold_path: Path, pred_path: Path) -> tuple[dict, dict]:
             raise DataError(f"{gold_path}, article {n}: no 'reference', 'highlights' or 'reference_tokenized' text")
         gold[str(row["id"])] = ref
     preds = _answers_by_key(pred_path, "article id")
-    scores = aggregate_rouge([rouge_scores(preds.get(i, ""), ref) for i, ref in gold.items()])
-    return scores, {"n_gold": len(gold), "n_missing": sum(i not in preds for i in gold)}
+    per = [rouge_scores(preds.get(i, ""), ref) for i, ref in gold.items()]
+    scores = aggregate_rouge(per)
+    for sc in per:  # rouge_avg is each article's mean of the three, averaged over articles
+        sc["rouge_avg"] = sum(sc[r] for r in ROUGE_TYPES) / len(ROUGE_TYPES)
+    spread = {s: mean([sc[s] for sc in per], unit="article") for s in scores}
+    return scores, {"n_gold": len(gold), "n_missing": sum(i not in preds for i in gold)}, spread
 
 
 SCORERS = {"coqa": score_coqa, "triviaqa": score_triviaqa, "natural_questions": score_natural_questions,
@@ -128,9 +162,11 @@ def run_score(args) -> int:
     for flag, path in (("--gold", gold_path), ("--predictions", pred_path)):
         if not path.is_file():
             raise UserError(f"{flag} {path}: no such file")
-    metrics, extra = SCORERS[args.task](gold_path, pred_path)
+    metrics, extra, spread = SCORERS[args.task](gold_path, pred_path)
+    intervals = uncertainty.summarize(metrics, spread, []).intervals  # as the runner records them
     for name, value in metrics.items():
-        print(f"{args.task} {name}: {value:.4f}")
+        ci = uncertainty.format_ci(intervals.get(name))
+        print(f"{args.task} {name}: {value:.4f}" + (f" {ci}" if ci else ""))
     if extra.get("n_missing"):
         print(f"{extra['n_missing']} of {extra['n_gold']} gold questions have no prediction (scored 0)")
     if args.output:
@@ -139,6 +175,6 @@ def run_score(args) -> int:
             "schema": 1, "command": "score", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "gpt2eval": __version__,
             "files": {k: {"path": str(p.resolve()), "sha256": sha256_of(p)} for k, p in files.items()},
-            "tasks": {args.task: {"metrics": metrics, "extra": extra}}})
+            "tasks": {args.task: {"metrics": metrics, "intervals": intervals, "extra": extra}}})
         print(f"wrote {path}")
     return 0

@@ -15,11 +15,13 @@ Source of the example pairs (a scored question is never its own example):
 Decoding: greedy, at most 16 new tokens, stopped at the first newline; answer = that line, stripped.
 Metric: exact match after SQuAD v1.1 normalisation against any gold answer (the paper's metric),
 in percent; SQuAD F1 beside it. The example pairs are every prompt's shared `prefix`.
+Intervals (gpt2eval.uncertainty): exact match binomial over questions, F1 bootstrapped over them.
 """
 from gpt2eval.data import Dataset, sha256_text
 from gpt2eval.metrics import squad
 from gpt2eval.requests import Generation
 from gpt2eval.task import Metric, Scored, Task
+from gpt2eval.uncertainty import binomial, mean
 
 LOCAL = "nq_open/NQ-open.dev.jsonl"
 HUB = "google-research-datasets/nq_open"
@@ -81,5 +83,7 @@ class NaturalQuestions(Task):
         n = len(samples)
         metrics = {m: sum(s[m] for s in samples) / n for m in ("exact_match", "f1")}
         preds = {s["question"]: s["answer"] for s in samples}
+        spread = {"exact_match": binomial([s["exact_match"] / 100 for s in samples], unit="question"),
+                  "f1": mean([s["f1"] for s in samples], unit="question")}
         return Scored(metrics, samples, extra={"n_truncated": sum(r.truncated_tokens > 0 for r in results)},
-                      files={"predictions/natural_questions.json": preds})
+                      files={"predictions/natural_questions.json": preds}, spread=spread)

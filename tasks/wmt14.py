@@ -20,6 +20,7 @@ pairs are one per line), stripped; `bleu_first_sentence` cuts that line again at
 sentence end (pysbd, the target language), the literal reading, which drops the rest of a
 multi-sentence segment. Both are compared with the paper's BLEU.
 Metric: sacrebleu corpus BLEU, its defaults (13a tokenization); the signature goes in `extra`.
+Interval: BLEU recomputed from sacrebleu's per-segment statistics on resampled segments.
 predictions/<task>.txt and references/<task>.txt (one segment per line) are what
 `run_eval.py score --task <task>` takes. The example pairs are every prompt's shared `prefix`.
 """
@@ -29,7 +30,7 @@ from functools import lru_cache
 
 from gpt2eval.data import Dataset, read_text, sha256_text
 from gpt2eval.errors import DataError
-from gpt2eval.metrics.bleu import corpus_bleu
+from gpt2eval.metrics.bleu import bleu_spread, corpus_bleu
 from gpt2eval.requests import Generation
 from gpt2eval.task import Metric, Scored, Task
 
@@ -124,7 +125,8 @@ class WMT14(Task):
                  "n_hit_length_limit": sum(r.stopped_by == "length" for r in results)}
         files = {f"predictions/{self.name}.txt": "".join(h + "\n" for h in hyps),
                  f"references/{self.name}.txt": "".join(r + "\n" for r in refs)}
-        return Scored({"bleu": bleu, "bleu_first_sentence": bleu_first}, samples, extra, files)
+        spread = {"bleu": bleu_spread(hyps, refs), "bleu_first_sentence": bleu_spread(firsts, refs)}
+        return Scored({"bleu": bleu, "bleu_first_sentence": bleu_first}, samples, extra, files, spread=spread)
 
 
 def _metrics(task: str) -> dict:

@@ -133,9 +133,20 @@ def test_compare_prints_table_and_writes_tidy_and_wide_csvs(runs, tmp_path, caps
     assert pd.isna(row.loc[("large", "gpt2eval"), "LAMBADA (PPL)"])
     assert row.loc[("small", "paper"), "CBT-CN (ACC)"] == 87.65  # a task nobody ran keeps the paper's column
     assert pd.isna(row.loc[("medium", "gpt2eval"), "PTB (PPL)"])
+    # our values' 95% intervals, in companion columns right after each column; empty in the paper's rows
+    at = list(wide.columns).index("PTB (PPL)")
+    assert list(wide.columns[at:at + 3]) == ["PTB (PPL)", "PTB (PPL) ci_low", "PTB (PPL) ci_high"]
+    assert (row.loc[("xl", "gpt2eval"), "PTB (PPL) ci_low"], row.loc[("xl", "gpt2eval"), "PTB (PPL) ci_high"]) == (
+        34.5, 37.5)
+    assert row.loc[("xl", "gpt2eval"), "LAMBADA (ACC) [acc_stopword_filter] ci_low"] == 60.5
+    assert pd.isna(row.loc[("xl", "paper"), "PTB (PPL) ci_low"]) and pd.isna(row.loc[("large", "gpt2eval"),
+                                                                                 "LAMBADA (PPL) ci_high"])
+    assert all(f"{c} ci_low" in wide.columns and f"{c} ci_high" in wide.columns for c in wide.columns[3:]
+               if not c.endswith((" ci_low", " ci_high", "subset")))
 
     table4 = pd.read_csv(t4)
-    assert list(table4.columns) == ["setting", "size", "source", "R-1", "R-2", "R-L", "R-AVG"]
+    assert list(table4.columns) == ["setting", "size", "source"] + [f"{r}{k}" for r in ("R-1", "R-2", "R-L", "R-AVG")
+                                                                     for k in ("", " ci_low", " ci_high")]
     assert table4.set_index("setting").loc["GPT-2 TL;DR:", "R-1"] == 29.34
 
 
@@ -149,6 +160,9 @@ def test_table4_places_our_cnn_dailymail_rouge(tmp_path):
     assert main(["compare", str(tmp_path / "xl"), "--table4-csv", str(t4)]) == 0
     df = pd.read_csv(t4).set_index(["setting", "size", "source"])
     assert df.loc[("GPT-2 TL;DR:", "xl", "gpt2eval"), "R-2"] == 7.0
+    ours = df.loc[("GPT-2 TL;DR:", "xl", "gpt2eval")]  # with its 95% interval beside each value
+    assert (ours["R-2 ci_low"], ours["R-2 ci_high"], ours["R-AVG ci_low"]) == (5.5, 8.5, pytest.approx(16.8))
+    assert pd.isna(df.loc[("GPT-2 TL;DR:", "xl", "paper"), "R-2 ci_low"])
     assert df.loc[("GPT-2 TL;DR:", "xl", "paper"), "R-2"] == 8.27
     assert df.loc[("Lede-3", "xl", "paper"), "R-AVG"] == 31.55
 

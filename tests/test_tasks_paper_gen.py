@@ -79,12 +79,18 @@ def test_score_reproduces_the_runs_numbers(run, tmp_path, capsys):
                  str(out / "predictions" / f"{name}.txt"), "--output", str(tmp_path / "w")]) == 0
     scored = json.loads((tmp_path / "w" / "results.json").read_text())["tasks"][name]
     assert scored["metrics"]["bleu"] == results["tasks"][name]["metrics"]["bleu"]
+    assert scored["intervals"]["bleu"] == results["tasks"][name]["intervals"]["bleu"]  # same segments, same seed
     lines = (DATA / "nq_open" / "NQ-open.dev.jsonl").read_text().splitlines(True)
     (tmp_path / "gold.jsonl").write_text("".join(lines[8:8 + LIMIT]))  # the questions the run scored
     assert main(["score", "--task", "natural_questions", "--gold", str(tmp_path / "gold.jsonl"), "--predictions",
                  str(out / "predictions" / "natural_questions.json"), "--output", str(tmp_path / "n")]) == 0
     scored = json.loads((tmp_path / "n" / "results.json").read_text())["tasks"]["natural_questions"]
     assert scored["metrics"] == results["tasks"]["natural_questions"]["metrics"]
+    run_iv = results["tasks"]["natural_questions"]["intervals"]
+    assert set(scored["intervals"]) == set(run_iv) == {"exact_match", "f1"}
+    for m, iv in scored["intervals"].items():
+        assert {k: iv[k] for k in ("stderr", "ci_low", "ci_high")} == pytest.approx(
+            {k: run_iv[m][k] for k in ("stderr", "ci_low", "ci_high")}) and iv["method"] == run_iv[m]["method"]
 
 
 def test_natural_questions_prompt_and_examples_never_scored():
