@@ -116,7 +116,7 @@ def check_context_decode(model, rng) -> float:
     kw = {"seed": 0, "stats": stats, "suppress_memo": {}}
     continued = generate_batch(model, FakeTokenizer(), reqs, ctxs, seeds=[seeds[b] for b in range(len(ctxs))], **kw)
     prefilled = generate_batch(model, FakeTokenizer(), reqs, ctxs, **kw)
-    return sum(a.raw_text == b.raw_text for a, b in zip(continued, prefilled)) / len(ctxs)
+    return sum(a["token_ids"] == b["token_ids"] for a, b in zip(continued, prefilled)) / len(ctxs)  # decoded ids
 
 
 def measure(fn, seconds: float) -> float:

@@ -73,7 +73,8 @@ def test_whole_task_benchmark_runs_and_counts_shared_tokens(tiny_model_dir, tmp_
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "tasks.json").read_text())
     lam, mc = summary["lambada"], summary["mc"]
-    assert set(lam["gpt2eval"]["metrics"]) == {"ppl", "acc", "acc_last_token", "acc_stopword_filter"}
+    assert set(lam["gpt2eval"]["metrics"]) == {"ppl", "acc", "acc_last_token", "acc_stopword_filter",
+                                                "acc_stopword_filter_bflm"}
     ours, theirs = lam["gpt2eval"]["metrics"], lam["lm_eval"]["metrics"]
     assert abs(ours["ppl"] - theirs["perplexity"]) <= 1e-4 * theirs["perplexity"]  # the metric both compute
     assert lam["passages_forwarded"] <= 1.1 and lam["gpt2eval"]["prefill_tokens"] == 0

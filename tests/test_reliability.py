@@ -220,11 +220,11 @@ def fail_fused_batches_above(monkeypatch, limit: int) -> list[int]:
     from gpt2eval import forward
     real, sizes = forward.gpt2_hidden_states, []
 
-    def fused(model, ids):
+    def fused(model, ids, **kw):  # kw: positions / past / key mask of a forward continuing a prefix
         sizes.append(ids.shape[0])
         if ids.shape[0] > limit:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (simulated)")
-        return real(model, ids)
+        return real(model, ids, **kw)
     monkeypatch.setattr(forward, "gpt2_hidden_states", fused)
     return sizes
 
@@ -265,13 +265,13 @@ def test_out_of_memory_with_a_batch_of_one_is_a_clear_error(engine_factory, tiny
 
 @pytest.mark.parametrize("where", ["scoring and generation", "generation only"])
 def test_out_of_memory_is_reported_in_the_log_and_results(tiny_model_dir, tmp_path, monkeypatch, capsys, where):
-    """--batch-size 6 where batches above 3 run out of memory, against --batch-size 3.
+    """--batch-size 6 where batches above 3 rows run out of memory, against --batch-size 3.
 
-    When scoring runs out of memory too, its first batch of 6 is split into 3 + 3 and every later
-    batch is capped at 3: each batch has exactly the shape it has at --batch-size 3, so the metrics
-    are bit-identical. When only generation does, scoring keeps its batches of 6: another padded
-    shape, other float rounding (README: batch size can change the last digits), so the metrics
-    agree to 1e-5 relative (measured: 1.6e-7 on the perplexity)."""
+    A retry lowers the kind's cap in padded tokens (issue 12), not in rows, so the batches after it
+    need not have the shapes of --batch-size 3: other padded shapes, other float rounding (README:
+    batch size can change the last digits). So the metrics agree to a stated 1e-5 relative, and the
+    accuracy decisions are the same; bit-identity is asserted where the shapes are the same
+    (test_out_of_memory_halves_the_batch_and_gives_the_same_answers)."""
     from transformers import GPT2Model
     args = ["--model", str(tiny_model_dir), "--tasks", "lambada", "--data-dir", str(DATA), "--limit", "12",
             "--no-progress"]
@@ -281,16 +281,19 @@ def test_out_of_memory_is_reported_in_the_log_and_results(tiny_model_dir, tmp_pa
     generation_sizes = fail_batches_above(monkeypatch, GPT2Model, 3)
     scoring_sizes = fail_fused_batches_above(monkeypatch, 3 if where == "scoring and generation" else 99)
     assert main(args + ["--batch-size", "6", "--output", str(tmp_path / "big"), "--no-cache"]) == 0
-    assert "out of memory on a batch of 6" in capsys.readouterr().out
+    log = capsys.readouterr().out
+    assert "out of memory on a batch of 6" in log
     big, small = lambada_result(tmp_path / "big"), lambada_result(tmp_path / "small")
-    assert big["oom_retries"] == 1 and small["oom_retries"] == 0
+    assert big["oom_retries"] == log.count("out of memory on a batch of") >= 1 and small["oom_retries"] == 0
     assert scoring_sizes and generation_sizes  # both halves ran: scoring on the fused path
-    if where == "scoring and generation":
-        assert max(scoring_sizes) == 6 and max(generation_sizes) == 3
-        assert big["metrics"] == small["metrics"]  # the same batch shapes: bit-identical
+    assert max(scoring_sizes) == 6 and max(generation_sizes) == 6  # the first batches of 6 failed
+    if where == "generation only":
+        assert "retrying generate batches" in log and "retrying score batches" not in log
     else:
-        assert max(scoring_sizes) == 6 and max(generation_sizes) == 6
-        assert big["metrics"] == pytest.approx(small["metrics"], rel=1e-5)
+        assert "retrying score batches" in log
+    assert big["metrics"] == pytest.approx(small["metrics"], rel=1e-5)
+    assert {k: v for k, v in big["metrics"].items() if k.startswith("acc")} == \
+        {k: v for k, v in small["metrics"].items() if k.startswith("acc")}  # the same decisions
 
 
 # ---- bad input: one line, exit 2, before any model work ---------------------------------------------
