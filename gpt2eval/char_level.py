@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import math
 import zipfile
-from bisect import bisect_right
 
 from .data import Dataset
 from .download import Remote, obtain
@@ -77,15 +76,7 @@ class CharLevelTask(Task):
 
     def score(self, examples, results):
         result = results[0]
-        starts, pos = [], 0
-        for text, _ in examples:
-            starts.append(pos)
-            pos += len(text)
-        nll, tokens = [0.0] * len(examples), [0] * len(examples)
-        for lp, start in zip(result.token_logprobs, result.token_starts):
-            i = bisect_right(starts, start) - 1  # a token belongs to the piece where it starts
-            nll[i] -= lp
-            tokens[i] += 1
+        nll, tokens = result.by_piece([text for text, _ in examples])
         units = sum(n for _, n in examples)
         total = -result.logprob
         samples = [{"piece": i, "text": text[:80], "units": n, "gpt2_tokens": t, "nll": x}

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from bisect import bisect_right
 
 from .data import KNOWN_SHA256, Dataset, read_text, sha256_text, text_from_hub_lines
 from .detokenize import count_original_tokens
@@ -131,15 +130,7 @@ class PerplexityTask(Task):
     def score(self, examples, results):
         per_line = []  # (original, de-tokenized, nll, gpt2 tokens) for every line of every stream
         for lines, result in zip(self.streams(examples), results, strict=True):
-            line_starts, pos = [], 0
-            for _, d in lines:
-                line_starts.append(pos)
-                pos += len(d)
-            nll_by_line, tokens_by_line = [0.0] * len(lines), [0] * len(lines)
-            for lp, start in zip(result.token_logprobs, result.token_starts):
-                i = bisect_right(line_starts, start) - 1  # a token belongs to the line where it starts
-                nll_by_line[i] -= lp
-                tokens_by_line[i] += 1
+            nll_by_line, tokens_by_line = result.by_piece([d for _, d in lines])
             per_line.append([(o, d, n, t) for (o, d), n, t in zip(lines, nll_by_line, tokens_by_line)])
         samples = [self.sample(i, rows) for i, rows in enumerate(per_line if self.per_article else per_line[0])]
         nll = sum(s["nll"] for s in samples)

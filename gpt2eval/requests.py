@@ -113,6 +113,21 @@ class RollingResult:
     def n_tokens(self) -> int:
         return len(self.token_logprobs)
 
+    def by_piece(self, pieces: list[str]) -> tuple[list[float], list[int]]:
+        """NLL and token count of each of the consecutive pieces (lines, blocks) the text is made of:
+        a token belongs to the piece where it starts."""
+        from bisect import bisect_right
+        starts, pos = [], 0
+        for piece in pieces:
+            starts.append(pos)
+            pos += len(piece)
+        nll, tokens = [0.0] * len(pieces), [0] * len(pieces)
+        for lp, start in zip(self.token_logprobs, self.token_starts):
+            i = bisect_right(starts, start) - 1
+            nll[i] -= lp
+            tokens[i] += 1
+        return nll, tokens
+
 
 @dataclass
 class GenerationResult:
