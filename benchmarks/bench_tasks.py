@@ -61,7 +61,7 @@ def lambada(args, out: Path) -> dict:
     task = json.loads((run_dir / "results.json").read_text())["tasks"]["lambada"]
     ours.update(eval_s=task["wall_s"], metrics=task["metrics"],
                 **{k: task[k] for k in ("tokens_forwarded", "prompt_tokens_forwarded", "unique_prompt_tokens",
-                                        "decode_tokens", "prefill_tokens")})
+                                        "decode_tokens", "decode_forwarded", "prefill_tokens")})
     res_file = out / "lm_eval-lambada.json"
     cmd = [sys.executable, str(HERE / "worker.py"), "lm_eval", "lambada", "--model-dir", args.model_dir,
            "--data-dir", args.data_dir, "--n", str(args.lambada_n), "--dtype", args.dtype, "--device", args.device,
@@ -111,7 +111,8 @@ def render(summary: dict) -> str:
         f"| gpt2eval speed-up | {lam['speedup_eval']:.2f}x | {lam['speedup_process']:.2f}x | |", "",
         f"LAMBADA tokens: {ours['prompt_tokens_forwarded']} prompt positions forwarded for "
         f"{ours['unique_prompt_tokens']} unique prompt tokens ({lam['passages_forwarded']:.3f}x), plus "
-        f"{ours['decode_tokens']} decode steps; {ours['prefill_tokens']} prefilled for the decode.", "",
+        f"{ours['decode_tokens']} decode-step positions, of which {ours['decode_forwarded']} computed (rows of one "
+        f"passage that agree are computed once); {ours['prefill_tokens']} prefilled for the decode.", "",
         f"Multiple choice, {mc['questions']} CBT-shaped questions x 10 candidates ({mc['requests']} requests): "
         f"shared prefixes forward {mc['shared']['tokens_forwarded']} tokens = {mc['forwarded_over_unique']:.3f}x the "
         f"{mc['shared']['unique_prompt_tokens']} unique ones (every request whole: {mc['whole_over_unique']:.2f}x); "

@@ -4,18 +4,23 @@ Left padding lets a batch of prompts of different lengths decode in lock-step. E
 its samples from its own torch.Generator seeded by (run seed, seed_key), so a sample is the same
 whatever batch it lands in, in whatever order, and after a resume.
 
-Rows that share a prefix (a CoQA story's turns) continue from their own copy of the prefix's
-keys/values, forwarded once (`_shared_cache`); the outputs are those of forwarding every prompt
-whole (tested). Which prompts form a batch, and which prefix they share, is schedule.py's job.
+Two ways to step: a stock GPT-2 (forward.fused_gpt2) decodes through fused_decode.py, whose
+rows share their context's keys/values read-only and write each step's in place; other models,
+and rows sharing a prefix (a CoQA story's turns, each continuing its own copy of the prefix's
+keys/values, forwarded once by `_shared_cache`), step through the model's own forward and a
+transformers cache. Either way the outputs are those of forwarding every prompt whole (tested).
+Which prompts form a batch, and which prefix they share, is schedule.py's job.
 """
 from __future__ import annotations
 
+import re
 import time
 
 import torch
 
 from .encode import example_seed
-from .forward import cache_kw, cache_layers, cache_of, make_cache
+from .forward import cache_kw, cache_layers, cache_of, fused_gpt2, gpt2_hidden_states, make_cache
+from .fused_decode import ContextDecoder, stack_contexts
 from .requests import Generation, GenerationResult
 
 
@@ -139,44 +144,30 @@ def generate_batch(model, tokenizer, reqs: list[Generation], ctxs: list[list[int
                    seeds: list | None = None) -> list[dict]:
     """Decode a batch in lock-step; each row's answer is `decoded(ids, ended)`, what the result
     cache stores (`finish` turns it into text when it is read). Row b's first n_shared[b] ids are a
-    prefix shared with other
-    requests: its keys/values come from _shared_cache, and the row feeds only the rest of its
+    prefix shared with other requests: its keys/values come from _shared_cache, and the row feeds only the rest of its
     prompt, laid out as [padding | prefix | padding | rest] with every padding masked and the
     positions counting real tokens only. Either every row shares a prefix or none does.
 
     seeds (optional): per row, its whole prompt's keys/values and the next-token logits after it
     (forward.score_batch's `keep`, from a log-likelihood forward over the same context): then no
-    prompt token is forwarded again."""
+    prompt token is forwarded again, and on the fused path rows holding the same seed (LAMBADA's
+    two stop-word decodes of one passage) read one copy of its keys/values."""
     device, eot, tok = next(model.parameters()).device, tokenizer.eos_token_id, tokenizer
     n_shared = n_shared or [0] * len(ctxs)
     if any(n_shared) and not all(n_shared):
         raise ValueError("a batch mixes rows with and without a shared prefix")
     t0 = time.perf_counter()
-    cache_kw = _cache_kw(model)
-    if seeds is not None:
-        past, mask = padded_cache([kv for kv, _ in seeds])
-        logits = torch.stack([first for _, first in seeds])
-        positions = (mask.cumsum(-1) - 1)[:, -1:]
-        rests = []
+    steps = max(r.max_new_tokens for r in reqs)
+    rests = [] if seeds is not None else [c[n:] for c, n in zip(ctxs, n_shared)]
+    if fused_gpt2(model) and not any(n_shared):
+        logits, step, positions_run = _fused_start(model, ctxs, seeds, eot, steps)
     else:
-        rests = [c[n:] for c, n in zip(ctxs, n_shared)]
-        ids, mask = _left_pad(rests, eot)
-        ids, mask = ids.to(device), mask.to(device)
-        prior = {}
-        if any(n_shared):
-            past, prefix_mask = _shared_cache(model, eot, stats, [tuple(c[:n]) for c, n in zip(ctxs, n_shared)],
-                                              {} if memo is None else memo)
-            prior = {cache_kw: past}
-            mask = torch.cat([prefix_mask, mask], dim=1)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
-                    **prior)
-        logits, past = out.logits[:, -1, :], _cache_of(out)
+        logits, step, positions_run = _transformers_start(model, ctxs, rests, n_shared, seeds, eot, stats, memo)
     choose = Chooser(reqs, tok, seed, suppress_memo, logits.shape[-1], device)
     new = [[] for _ in reqs]
     results: list[dict | None] = [None] * len(reqs)
     n_decoded = 0
-    for step in range(max(r.max_new_tokens for r in reqs)):
+    for _ in range(steps):
         nxt = choose(logits, [res is None for res in results])
         for b, r in enumerate(reqs):
             if results[b] is not None:
@@ -189,25 +180,95 @@ def generate_batch(model, tokenizer, reqs: list[Generation], ctxs: list[list[int
             results[b] = _check_stop(tok, new[b], r)
         if all(res is not None for res in results):
             break
-        n_decoded += sum(res is None for res in results)  # positions of rows still decoding
-        mask = torch.cat([mask, mask.new_ones((len(reqs), 1))], dim=1)
-        positions = positions[:, -1:] + 1
-        out = model(input_ids=torch.tensor(nxt)[:, None].to(device), attention_mask=mask,
-                    position_ids=positions, use_cache=True, **{cache_kw: past})
-        logits, past = out.logits[:, -1, :], _cache_of(out)
+        active = [res is None for res in results]
+        n_decoded += sum(active)  # positions of rows still decoding
+        logits = step(nxt, active)
     stats["forward_s"] += time.perf_counter() - t0
-    stats["tokens_forwarded"] += sum(len(c) for c in rests) + n_decoded
+    stats["tokens_forwarded"] += sum(len(c) for c in rests) + positions_run()  # the positions computed
     stats["prefill_tokens"] += sum(len(c) for c in rests)
-    stats["decode_tokens"] = stats.get("decode_tokens", 0) + n_decoded
+    stats["decode_tokens"] = stats.get("decode_tokens", 0) + n_decoded  # what the answers needed
+    stats["decode_forwarded"] = stats.get("decode_forwarded", 0) + positions_run()  # what was computed
     stats["items_computed"] += len(reqs)
     return [res or decoded(new[b], "length") for b, res in enumerate(results)]
 
 
+def _fused_start(model, ctxs: list[list[int]], seeds: list | None, eot: int, steps: int):
+    """First logits and the step function of a fused GPT-2 decode (fused_decode.py): from the
+    seeds' keys/values (rows holding the same seed share its context block), else from one
+    right-padded prefill of the prompts."""
+    device = next(model.parameters()).device
+    if seeds is not None:
+        first_row: dict[int, int] = {}  # a seed's id -> its context's index
+        row_context = [first_row.setdefault(id(seed), len(first_row)) for seed in seeds]
+        distinct = list({id(seed): seed for seed in seeds}.values())
+        layers, lengths = stack_contexts([kv for kv, _ in distinct])
+        logits = torch.stack([first for _, first in seeds])
+    else:
+        lengths = [len(c) for c in ctxs]
+        ids = torch.full((len(ctxs), max(lengths)), eot, dtype=torch.long)
+        for b, c in enumerate(ctxs):
+            ids[b, :len(c)] = torch.tensor(c, dtype=torch.long)
+        layers: list = []
+        hidden = gpt2_hidden_states(model, ids.to(device), keep_kv=layers)  # right padding: no mask
+        last = hidden[torch.arange(len(ctxs), device=device), torch.tensor(lengths, device=device) - 1]
+        logits = model.get_output_embeddings()(last).float()
+        row_context = list(range(len(ctxs)))
+    decoder = ContextDecoder(model, layers, lengths, row_context, steps)
+    return logits, decoder.step, lambda: decoder.positions_run
+
+
+def _transformers_start(model, ctxs, rests, n_shared, seeds, eot: int, stats: dict, memo):
+    """First logits and the step function of a decode through the model's own forward and a
+    transformers cache: left-padded prompts, continuing a shared prefix's keys/values or a seed's."""
+    device, kw = next(model.parameters()).device, _cache_kw(model)
+    if seeds is not None:
+        past, mask = padded_cache([kv for kv, _ in seeds])
+        logits = torch.stack([first for _, first in seeds])
+        positions = (mask.cumsum(-1) - 1)[:, -1:]
+    else:
+        ids, mask = _left_pad(rests, eot)
+        ids, mask = ids.to(device), mask.to(device)
+        prior = {}
+        if any(n_shared):
+            past, prefix_mask = _shared_cache(model, eot, stats, [tuple(c[:n]) for c, n in zip(ctxs, n_shared)],
+                                              {} if memo is None else memo)
+            prior = {kw: past}
+            mask = torch.cat([prefix_mask, mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                    **prior)
+        logits, past = out.logits[:, -1, :], _cache_of(out)
+    state = {"mask": mask, "positions": positions, "past": past, "run": 0}
+
+    def step(ids: list[int], active: list[bool]) -> torch.Tensor:  # every row, finished ones too
+        nxt = torch.tensor(ids).to(device)
+        state["run"] += len(ids)
+        state["mask"] = torch.cat([state["mask"], state["mask"].new_ones((len(nxt), 1))], dim=1)
+        state["positions"] = state["positions"][:, -1:] + 1
+        out = model(input_ids=nxt[:, None], attention_mask=state["mask"], position_ids=state["positions"],
+                    use_cache=True, **{kw: state["past"]})
+        state["past"] = _cache_of(out)
+        return out.logits[:, -1, :]
+    return logits, step, lambda: state["run"]
+
+
+_COMPLETE_WORD = re.compile(r"[^\s]*\w[^\s]*\s")
+
+
+def first_word_complete(text: str) -> bool:
+    """Whether `text` holds a complete word (Generation.stop_after_word): a whitespace-delimited
+    run with a word character, followed by whitespace. Text appended later only adds words after
+    that whitespace, so the first whitespace word, and the first word of any split that breaks at
+    whitespace and keeps letters and digits (BERT's basic tokenizer), is final."""
+    return _COMPLETE_WORD.search(text) is not None
+
+
 def _check_stop(tok, new_ids: list[int], req: Generation) -> dict | None:
-    """Whether to stop decoding this row now: a stop string appeared, or the budget is spent."""
-    if req.stop:
+    """Whether to stop decoding this row now: a stop string appeared, the first word is complete
+    (stop_after_word), or the budget is spent."""
+    if req.stop or req.stop_after_word:
         text = tok.decode(new_ids)
-        if any(s in text for s in req.stop):
+        if any(s in text for s in req.stop) or (req.stop_after_word and first_word_complete(text)):
             return decoded(new_ids, "stop")
     if len(new_ids) >= req.max_new_tokens:
         return decoded(new_ids, "length")

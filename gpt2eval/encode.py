@@ -146,7 +146,8 @@ def generation_key(encoder, req: Generation, ctx_ids: list[int]) -> str:
     d = req.decoding
     seed = None if d.greedy else example_seed(encoder.seed, req.seed_key)
     return digest(["gen", ctx_ids, req.max_new_tokens, list(req.stop), d.top_k, d.temperature,
-                   sorted(d.suppress_words), seed] + ([d.suppress_mode] if d.suppress_mode != "word_initial" else []))
+                   sorted(d.suppress_words), seed] + ([d.suppress_mode] if d.suppress_mode != "word_initial" else [])
+                  + (["stop_after_word"] if req.stop_after_word else []))
 
 
 def encode_prompt(encoder, r: Generation, prefix_ids: dict[str, list[int]]) -> Prompt:

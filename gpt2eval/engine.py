@@ -47,7 +47,8 @@ class Engine:
         exact_head = head_only(model)
         self.share_prefixes, self.share_context = share_prefixes and exact_head, share_context and exact_head
         self.stats = {"items_computed": 0, "items_cached": 0, "tokens_forwarded": 0, "forward_s": 0.0,
-                      "oom_retries": 0, "prefill_tokens": 0, "decode_tokens": 0, "unique_prompt_tokens": 0}
+                      "oom_retries": 0, "prefill_tokens": 0, "decode_tokens": 0, "decode_forwarded": 0,
+                      "unique_prompt_tokens": 0}
         self.encoder = Encoder(tokenizer, self.window, seed)
         self.scheduler = Scheduler(model, batch_size=batch_size, cache=cache, progress=progress, window=self.window,
                                    log=self.log, stats=self.stats, budgets=budgets)

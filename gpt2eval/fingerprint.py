@@ -25,7 +25,8 @@ PACKAGE = Path(__file__).resolve().parent
 # encoding requests into tokens, batching (a batch's shape moves the last digits), the forward pass
 # and the head, decoding. tests/test_cache.py checks that every gpt2eval module the engine imports
 # is in this list, and that a change to any byte of any of these files changes the digest.
-ANSWERING_MODULES = ("encode", "schedule", "forward", "heads", "decode", "engine", "model", "requests", "sizes")
+ANSWERING_MODULES = ("encode", "schedule", "forward", "heads", "decode", "fused_decode", "engine", "model",
+                     "requests", "sizes")
 
 # Files of a model folder that cannot change an answer (everything else at its top is hashed).
 DOC_SUFFIXES = (".md", ".rst")

@@ -72,10 +72,16 @@ class Generation:
     "" raises ContextTooLong (the default: nothing is ever cut silently); "left" drops the
     prompt's first tokens (keeps its end); "prefix_end" drops the last tokens of `prefix` and
     keeps the rest of the context whole (an article cut at its end, its "TL;DR:" kept).
+
+    `stop_after_word`: also stop as soon as the output holds one complete word, a run of
+    non-whitespace with a letter, digit or underscore in it followed by whitespace (decode.
+    first_word_complete). For a task that reads only the output's first word (LAMBADA), whatever
+    comes after it cannot change the answer, so it need not be decoded. The text is not cut.
     """
     context: str
     max_new_tokens: int
     stop: tuple[str, ...] = ()
+    stop_after_word: bool = False
     decoding: Decoding = field(default_factory=Decoding)
     seed_key: str = ""
     prefix: str = ""

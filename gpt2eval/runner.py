@@ -217,7 +217,8 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
     before = dict(engine.stats)
     t0 = time.perf_counter()
     results = engine.run(requests, desc=task.name)
-    counts = {k: engine.stats[k] - before[k] for k in ("items_computed", "tokens_forwarded", "decode_tokens")}
+    counts = {k: engine.stats[k] - before[k] for k in ("items_computed", "tokens_forwarded", "decode_tokens",
+                                                        "decode_forwarded")}
     if workers and workers.rank != 0:  # rank 0 has (or will read) every answer, and scores the task
         workers.record(task_key, counts)
         return None
@@ -228,6 +229,7 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
     spread = uncertainty.summarize(scored.metrics, scored.spread, list(dict.fromkeys(pairs + scored.pairs)))
     tokens = sum(c["tokens_forwarded"] for c in by_worker)  # by every worker
     decode_tokens = sum(c.get("decode_tokens", 0) for c in by_worker)
+    decode_forwarded = sum(c.get("decode_forwarded", 0) for c in by_worker)
     subset = len(examples) < ds.n_full
     for row in scored.samples:
         row.setdefault("subset", subset)
@@ -251,7 +253,9 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
             "oom_retries": engine.stats["oom_retries"] - before["oom_retries"],
             "prefill_tokens": engine.stats["prefill_tokens"] - before["prefill_tokens"],
             # every position run through the model = prompt positions (scoring + prefill) + decode steps;
+            # decode_tokens: the decode-step positions the answers needed (rows still decoding);
+            # decode_forwarded: those computed (fewer where rows of one context agree, decode.py);
             # unique_prompt_tokens: the prefix tree of the task's prompts (every shared prefix once)
-            "decode_tokens": decode_tokens,
-            "prompt_tokens_forwarded": tokens - decode_tokens,
+            "decode_tokens": decode_tokens, "decode_forwarded": decode_forwarded,
+            "prompt_tokens_forwarded": tokens - decode_forwarded,
             "unique_prompt_tokens": engine.stats["unique_prompt_tokens"] - before["unique_prompt_tokens"]}

@@ -21,6 +21,9 @@ row is a *filtered* accuracy. OpenAI released no LAMBADA evaluation code. So:
     BERT's basic tokenizer does (whitespace, then every punctuation character alone), the target
     is the passage's last such word, the context what precedes it (right-stripped), and the first
     word of the output is compared lower-cased and accent-folded. Our code, bflm's definition.
+  - Both decodes stop once the output holds a complete word: each filter reads the first word
+    only, and no later token can change it (the predictions equal those of decoding every token;
+    tests/test_fused_decode.py), so the tokens after it are not decoded.
 - compared with the paper's unfiltered 52.66 (`lambada/acc_without_stopword_filter`, xl only):
   - acc: every BPE token of the target is the greedy argmax (lm-evaluation-harness's definition).
   - acc_last_token: the target's last BPE token is the argmax. lm-evaluation-harness's
@@ -121,6 +124,8 @@ class Lambada(Task):
         "stopword_filter_bflm": f"greedy <= {BFLM_DECODE_TOKENS} tokens, every token whose stripped text is one of "
                                 "bflm's 127 stop words (case-sensitive) suppressed; target = last basic word, "
                                 "context right-stripped; first basic word compared lower-cased",
+        "decode_stop": "both decodes stop once the output holds a complete word (Generation.stop_after_word): "
+                       "the first word, all either filter reads, is then final (tested equal to decoding every token)",
         "stopword_targets": "51 targets are NLTK stop words (54 by the NLTK filter's first-word rule, 48 bflm stop "
                             "words by bflm's rule); neither filter exempts them: they count only when spelled "
                             "without a banned token",
@@ -145,8 +150,10 @@ class Lambada(Task):
         nltk = Decoding(suppress_words=tuple(sorted(ENGLISH_STOPWORDS)))
         bflm = Decoding(suppress_words=tuple(sorted(BFLM_STOPWORDS)), suppress_mode="stripped_text")
         reqs = [Loglikelihood(ctx, target) for ctx, target in examples]
-        reqs += [Generation(ctx, STOPWORD_DECODE_TOKENS, decoding=nltk) for ctx, _ in examples]
-        reqs += [Generation(bflm_split(ctx + target)[0], BFLM_DECODE_TOKENS, decoding=bflm) for ctx, target in examples]
+        # Both filters read only the output's first word: decoding stops once it is complete.
+        reqs += [Generation(ctx, STOPWORD_DECODE_TOKENS, decoding=nltk, stop_after_word=True) for ctx, _ in examples]
+        reqs += [Generation(bflm_split(ctx + target)[0], BFLM_DECODE_TOKENS, decoding=bflm, stop_after_word=True)
+                 for ctx, target in examples]
         return reqs
 
     def score(self, examples, results):

@@ -129,8 +129,10 @@ def test_shared_contexts_counted_as_the_engine_forwards_them(engine_factory, tok
     eng.run(reqs)
     w = count_work(Fixed(reqs), [None], tokenizer, window=eng.window)
     assert (w.prefill_tokens, w.from_context) == (0, 4)
-    assert w.tokens == eng.stats["tokens_forwarded"] + (4 * 2 - eng.stats["decode_tokens"])  # plan: no early eos
-    assert w.forwarded_tokens == eng.stats["tokens_forwarded"] - eng.stats["decode_tokens"]
+    prompt_positions = eng.stats["tokens_forwarded"] - eng.stats["decode_forwarded"]
+    assert w.tokens == prompt_positions + 4 * 2  # plan: every decode runs its 2 steps (no early eos)
+    assert w.forwarded_tokens == prompt_positions
+    assert 0 < eng.stats["decode_forwarded"] <= eng.stats["decode_tokens"] <= 4 * 2
     assert w.forwarded_tokens < 1.1 * eng.stats["unique_prompt_tokens"]
 
 

@@ -229,18 +229,31 @@ def fail_fused_batches_above(monkeypatch, limit: int) -> list[int]:
     return sizes
 
 
+def fail_fused_decodes_above(monkeypatch, limit: int) -> list[int]:
+    """The same for the fused GPT-2 decode step (fused_decode.py), by rows."""
+    from gpt2eval.fused_decode import ContextDecoder
+    real, sizes = ContextDecoder.step, []
+
+    def step(self, ids, active):
+        sizes.append(len(ids))
+        if len(ids) > limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (simulated)")
+        return real(self, ids, active)
+    monkeypatch.setattr(ContextDecoder, "step", step)
+    return sizes
+
+
 @pytest.mark.parametrize("path", ["model forward", "fused forward"])
 def test_out_of_memory_halves_the_batch_and_gives_the_same_answers(engine_factory, tiny_model, monkeypatch, path):
-    from transformers import GPT2Model
     passages = [json.loads(line)["text"] for line in (DATA / "lambada/lambada_test.jsonl").open()][:11]
     reqs = [Loglikelihood(*p.rsplit(" ", 1)) for p in passages]
     reqs += [Generation(p.rsplit(" ", 1)[0], 4, decoding=Decoding()) for p in passages]
     messages = []
     if path == "model forward":  # a forward set on the instance: the fused path is off, the model is called
         sizes = fail_batches_above(monkeypatch, tiny_model.transformer, 2)
-    else:  # scoring on the fused path, generation through the (class-patched, still stock) model
+    else:  # scoring and decoding on the fused paths
         sizes = fail_fused_batches_above(monkeypatch, 2)
-        generation_sizes = fail_batches_above(monkeypatch, GPT2Model, 2)
+        generation_sizes = fail_fused_decodes_above(monkeypatch, 2)
     expected = engine_factory(batch_size=2).run(reqs)  # the same path, batches that fit
     engine = engine_factory(batch_size=8, log=messages.append)
     # Every batch ends up with the shape it has at --batch-size 2, so the answers are bit-identical.
@@ -272,20 +285,19 @@ def test_out_of_memory_is_reported_in_the_log_and_results(tiny_model_dir, tmp_pa
     batch size can change the last digits). So the metrics agree to a stated 1e-5 relative, and the
     accuracy decisions are the same; bit-identity is asserted where the shapes are the same
     (test_out_of_memory_halves_the_batch_and_gives_the_same_answers)."""
-    from transformers import GPT2Model
     args = ["--model", str(tiny_model_dir), "--tasks", "lambada", "--data-dir", str(DATA), "--limit", "12",
             "--no-progress"]
     assert main(args + ["--batch-size", "3", "--output", str(tmp_path / "small")]) == 0
     default_cache = tmp_path / ".cache" / "gpt2eval-cache.sqlite"  # beside the output folder
     assert json.loads((tmp_path / "small" / "results.json").read_text())["cache"]["path"] == str(default_cache)
-    generation_sizes = fail_batches_above(monkeypatch, GPT2Model, 3)
+    generation_sizes = fail_fused_decodes_above(monkeypatch, 3)
     scoring_sizes = fail_fused_batches_above(monkeypatch, 3 if where == "scoring and generation" else 99)
     assert main(args + ["--batch-size", "6", "--output", str(tmp_path / "big"), "--no-cache"]) == 0
     log = capsys.readouterr().out
     assert "out of memory on a batch of 6" in log
     big, small = lambada_result(tmp_path / "big"), lambada_result(tmp_path / "small")
     assert big["oom_retries"] == log.count("out of memory on a batch of") >= 1 and small["oom_retries"] == 0
-    assert scoring_sizes and generation_sizes  # both halves ran: scoring on the fused path
+    assert scoring_sizes and generation_sizes  # both halves ran, on the fused paths
     assert max(scoring_sizes) == 6 and max(generation_sizes) == 6  # the first batches of 6 failed
     if where == "generation only":
         assert "retrying generate batches" in log and "retrying score batches" not in log
