@@ -22,11 +22,14 @@ def stack_contexts(contexts: list[list]) -> tuple[list, list[int]]:
     """Per layer (k, v) [contexts, heads, L, head_dim], each context right-padded with zeros to
     the longest, from contexts given as per layer (k, v) [heads, n, head_dim]; and their lengths."""
     lengths = [c[0][0].shape[1] for c in contexts]
-    width = max(lengths)
+    heads, _, head_dim = contexts[0][0][0].shape
+    like = contexts[0][0][0]
 
-    def stack(layer: int, kv: int) -> torch.Tensor:
-        return torch.stack([torch.nn.functional.pad(c[layer][kv], (0, 0, 0, width - n))
-                            for c, n in zip(contexts, lengths)])
+    def stack(layer: int, kv: int) -> torch.Tensor:  # one copy of each context, into its row
+        out = like.new_zeros((len(contexts), heads, max(lengths), head_dim))
+        for c, n in enumerate(lengths):
+            out[c, :, :n] = contexts[c][layer][kv]
+        return out
     return [(stack(layer, 0), stack(layer, 1)) for layer in range(len(contexts[0]))], lengths
 
 
