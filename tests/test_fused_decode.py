@@ -132,3 +132,30 @@ def test_lambada_predictions_equal_those_of_decoding_every_token(tokenizer):
     assert got.samples == want.samples and got.metrics == want.metrics
     assert want.metrics["acc_stopword_filter"] > 0
     assert stopping.stats["decode_tokens"] < 0.8 * whole.stats["decode_tokens"]
+
+
+def test_contexts_with_no_row_decoding_are_dropped_and_the_rest_still_right(tiny_model, tokenizer):
+    texts = ["One two three four", "The river ran", "A long time ago in a land far", "Yes"]
+    contexts = [tokenizer(t)["input_ids"] for t in texts]
+    kept = []
+    for ids in contexts:
+        kv: list = []
+        gpt2_hidden_states(tiny_model, torch.tensor([ids]), keep_kv=kv)
+        kept.append([(k[0], v[0]) for k, v in kv])
+    layers, lengths = stack_contexts(kept)
+    row_context = [0, 0, 1, 1, 2, 2, 3, 3]
+    dec = ContextDecoder(tiny_model, layers, lengths, row_context, max_steps=4)
+    # Step 1: contexts 0 and 1 are done (half idle: the block keeps 2); step 2: context 2 too (1 left).
+    alive = [[True] * 8, [False] * 4 + [True] * 4, [False] * 6 + [True] * 2, [False] * 6 + [True] * 2]
+    blocks = []
+    g = torch.Generator().manual_seed(1)
+    fed = [[] for _ in row_context]
+    for active in alive:
+        ids = torch.randint(0, len(tokenizer), (8,), generator=g).tolist()
+        logits = dec.step(ids, active)
+        blocks.append(dec.layers[0][0].shape[0])
+        for r, c in enumerate(row_context):
+            if active[r]:
+                fed[r].append(ids[r])
+                assert torch.allclose(logits[r], own_logits(tiny_model, contexts[c] + fed[r]), rtol=1e-4, atol=1e-4)
+    assert blocks == [4, 2, 1, 1]
