@@ -135,7 +135,7 @@ def to_device(values: list[int], device: torch.device) -> torch.Tensor:
 
 
 def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int, cols: int = VOCAB_BLOCK,
-                    host_targets: list[int] | None = None):
+                    host_targets: list[int] | None = None, full_rows: list[int] | None = None):
     """log p(target) in float32, and whether the target is the argmax, from the LM head applied at
     `hidden` [n, d] only. The logits are made `rows` x `cols` at a time (a slice of the head's
     weight stays in cache) and folded into a running max and sum of exp(logit - max):
@@ -146,7 +146,11 @@ def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int
     when the first block to reach the row's maximum is the target's own block and the target is
     the first maximum inside it. So each row gets one argmax, over its own block only. Which rows'
     targets fall in which block is worked out on the host (`host_targets`, else one copy of
-    `targets`), so the device never waits for a per-block `nonzero()`."""
+    `targets`), so the device never waits for a per-block `nonzero()`.
+
+    full_rows (optional): rows of `hidden` whose every logit is also wanted (float32, [len, vocab],
+    returned third): a decode continuing from there starts from them, and they are taken from
+    the blocks as they pass rather than from a second pass over the head's weight."""
     weight, bias = head.weight, getattr(head, "bias", None)  # [vocab, d]; GPT-2's head has no bias
     host = targets.tolist() if host_targets is None else list(host_targets)
     # Rows grouped by chunk, then by the block of their target: each block's rows are one slice of `order`.
@@ -160,6 +164,14 @@ def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int
             order.append(r - s)
     order_dev = to_device(order, hidden.device)
     logprobs, greedy = [], []
+    full = None if full_rows is None else torch.empty((len(full_rows), weight.shape[0]), dtype=torch.float32,
+                                                        device=hidden.device)
+    full_in = {}  # chunk start -> (rows of the chunk, their rows in `full`), on the device
+    for j, r in enumerate(full_rows or []):
+        full_in.setdefault(r - r % rows, ([], []))
+        full_in[r - r % rows][0].append(r % rows)
+        full_in[r - r % rows][1].append(j)
+    full_in = {s: (to_device(a, hidden.device), to_device(b, hidden.device)) for s, (a, b) in full_in.items()}
     for s in range(0, len(targets), rows):
         x, tgt = hidden[s:s + rows], targets[s:s + rows]
         best = torch.full(tgt.shape, float("-inf"), device=x.device)
@@ -176,6 +188,8 @@ def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int
                 own_logits = logits[own]
                 chosen[own] = own_logits.gather(1, (tgt[own] - v0)[:, None]).squeeze(1)
                 own_argmax[own] = own_logits.argmax(dim=-1) + v0
+            if s in full_in:
+                full[full_in[s][1], v0:v0 + cols] = logits[full_in[s][0]]
             first_top_block = torch.where(top > best, v0, first_top_block)  # a tie keeps the earlier block
             block_total = logits.sub_(top[:, None]).exp_().sum(-1)  # in place: one buffer per block
             new_best = torch.maximum(best, top)
@@ -183,6 +197,8 @@ def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int
             best = new_best
         logprobs.append(chosen - best - total.log())
         greedy.append((first_top_block == tgt - tgt % cols) & (own_argmax == tgt))
+    if full_rows is not None:
+        return torch.cat(logprobs), torch.cat(greedy), full
     return torch.cat(logprobs), torch.cat(greedy)
 
 
@@ -235,12 +251,22 @@ def score_batch(model, items: list[ScoreItem], eot: int, stats: dict, keep: dict
         else:
             hidden = model.base_model(input_ids=ids, use_cache=False).last_hidden_state
         picked = hidden[to_device(rows, device), to_device(cols, device)]
-        lp, greedy = target_logprobs(model.get_output_embeddings(), picked,  # the LM head only where needed
-                                     to_device(targets, device), *head_blocks(device, len(targets)), host_targets=targets)
+        at = list(keep or {})
+        # A kept context ends where its item's targets begin: its next-token logits are those of
+        # the first target's row, taken from the head's blocks as they pass.
+        first_row = {}
+        for j, b in enumerate(rows):
+            first_row.setdefault(b, j)
+        full_rows = [first_row[b] for b in at] if all(cols[first_row[b]] == keep[b] - 1 for b in at) else None
+        lp, greedy, *first = target_logprobs(model.get_output_embeddings(), picked,  # the LM head only where needed
+                                             to_device(targets, device), *head_blocks(device, len(targets)),
+                                             host_targets=targets, full_rows=full_rows if at else None)
         if keep:
-            at = list(keep)
-            last = hidden[to_device(at, device), to_device([keep[b] - 1 for b in at], device)]
-            first_logits = model.get_output_embeddings()(last).float()
+            if first:
+                first_logits = first[0]
+            else:
+                last = hidden[to_device(at, device), to_device([keep[b] - 1 for b in at], device)]
+                first_logits = model.get_output_embeddings()(last).float()
             for j, b in enumerate(at):
                 seeds[b] = ([(k[b, :, :keep[b]].clone(), v[b, :, :keep[b]].clone()) for k, v in kv], first_logits[j])
     out = _answers(items, lp, greedy)

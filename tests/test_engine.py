@@ -162,3 +162,9 @@ def test_blocked_lm_head_equals_full_log_softmax(rows, cols):
     assert torch.allclose(lp, expected, rtol=1e-5, atol=1e-5)
     assert torch.equal(greedy, logits.argmax(-1) == targets)
     assert greedy[1] and greedy[2] and not greedy[0]
+    # Whole rows of logits taken from the passing blocks (a decode's first logits): those rows exactly.
+    wanted = [299, 0, 7, 150, 7]
+    with torch.inference_mode():
+        lp2, greedy2, full = target_logprobs(head, hidden, targets, rows, cols, full_rows=wanted)
+    assert torch.equal(lp2, lp) and torch.equal(greedy2, greedy)
+    assert full.shape == (5, 5003) and torch.allclose(full, logits[wanted], rtol=1e-5, atol=1e-4)
