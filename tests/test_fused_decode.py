@@ -14,15 +14,17 @@ def own_logits(model, ids: list[int]) -> torch.Tensor:
         return model(torch.tensor([ids])).logits[0, -1].float()
 
 
+def context_kv(model, ids: list[int]) -> list:
+    """A context's keys/values from its own forward: per layer (k, v) [heads, n, head_dim]."""
+    kv: list = []
+    gpt2_hidden_states(model, torch.tensor([ids]), keep_kv=kv)
+    return [(k[0], v[0]) for k, v in kv]
+
+
 def test_rows_sharing_a_context_get_the_models_own_logits(tiny_model, tokenizer):
     texts = ["The old man walked slowly to the door and", "She said", "It was a dark and stormy night; the rain"]
     contexts = [tokenizer(t)["input_ids"] for t in texts]
-    kept = []
-    for ids in contexts:  # each context's keys/values from its own forward, [heads, n, head_dim] per layer
-        kv: list = []
-        gpt2_hidden_states(tiny_model, torch.tensor([ids]), keep_kv=kv)
-        kept.append([(k[0], v[0]) for k, v in kv])
-    layers, lengths = stack_contexts(kept)
+    layers, lengths = stack_contexts([context_kv(tiny_model, ids) for ids in contexts])
     assert lengths == [len(c) for c in contexts] and layers[0][0].shape[2] == max(lengths)
     # Uneven rows per context (3, 1, 2), interleaved: spare slots and the row order are exercised.
     row_context = [0, 2, 0, 1, 2, 0]
@@ -77,12 +79,7 @@ def test_half_precision_step_stays_close(tiny_model, tokenizer, dtype, tol):
 
 def test_rows_feeding_the_same_tokens_are_computed_once_until_they_part(tiny_model, tokenizer):
     contexts = [tokenizer(t)["input_ids"] for t in ("The cat sat on the mat and then", "Rain fell on the")]
-    kept = []
-    for ids in contexts:
-        kv: list = []
-        gpt2_hidden_states(tiny_model, torch.tensor([ids]), keep_kv=kv)
-        kept.append([(k[0], v[0]) for k, v in kv])
-    layers, lengths = stack_contexts(kept)
+    layers, lengths = stack_contexts([context_kv(tiny_model, ids) for ids in contexts])
     row_context = [0, 0, 0, 1, 1]
     dec = ContextDecoder(tiny_model, layers, lengths, row_context, max_steps=4)
     # Per step: the token each row feeds and whether it is still decoding. Steps 0-1: every row of
@@ -137,12 +134,7 @@ def test_lambada_predictions_equal_those_of_decoding_every_token(tokenizer):
 def test_contexts_with_no_row_decoding_are_dropped_and_the_rest_still_right(tiny_model, tokenizer):
     texts = ["One two three four", "The river ran", "A long time ago in a land far", "Yes"]
     contexts = [tokenizer(t)["input_ids"] for t in texts]
-    kept = []
-    for ids in contexts:
-        kv: list = []
-        gpt2_hidden_states(tiny_model, torch.tensor([ids]), keep_kv=kv)
-        kept.append([(k[0], v[0]) for k, v in kv])
-    layers, lengths = stack_contexts(kept)
+    layers, lengths = stack_contexts([context_kv(tiny_model, ids) for ids in contexts])
     row_context = [0, 0, 1, 1, 2, 2, 3, 3]
     dec = ContextDecoder(tiny_model, layers, lengths, row_context, max_steps=4)
     # Step 1: contexts 0 and 1 are done (half idle: the block keeps 2); step 2: context 2 too (1 left).
