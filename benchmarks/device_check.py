@@ -103,7 +103,8 @@ def check_correctness(device, quick: bool) -> list[dict]:
 
 def check_context_decode(model, rng) -> float:
     """Share of greedy decodes continued from a log-likelihood forward (forward.score_batch's keys/
-    values and last logits) that equal decodes prefilled by transformers' own forward."""
+    values and last logits, decoded by fused_decode.py) that equal decodes prefilled and stepped by
+    transformers' own forward (a no-op hook turns the fused paths off)."""
     from gpt2eval.decode import generate_batch
     from gpt2eval.encode import ScoreItem
     from gpt2eval.forward import score_batch
@@ -115,7 +116,11 @@ def check_context_decode(model, rng) -> float:
     reqs = [Generation("", 8)] * len(ctxs)
     kw = {"seed": 0, "stats": stats, "suppress_memo": {}}
     continued = generate_batch(model, FakeTokenizer(), reqs, ctxs, seeds=[seeds[b] for b in range(len(ctxs))], **kw)
-    prefilled = generate_batch(model, FakeTokenizer(), reqs, ctxs, **kw)
+    hook = model.transformer.h[0].register_forward_hook(lambda *a: None)
+    try:
+        prefilled = generate_batch(model, FakeTokenizer(), reqs, ctxs, **kw)
+    finally:
+        hook.remove()
     return sum(a["token_ids"] == b["token_ids"] for a, b in zip(continued, prefilled)) / len(ctxs)  # decoded ids
 
 
