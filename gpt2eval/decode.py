@@ -19,7 +19,7 @@ import time
 import torch
 
 from .encode import example_seed
-from .forward import cache_kw, cache_layers, cache_of, fused_gpt2, gpt2_hidden_states, make_cache
+from .forward import cache_kw, cache_layers, cache_of, fused_gpt2, gpt2_hidden_states, make_cache, to_device
 from .fused_decode import ContextDecoder, stack_contexts
 from .requests import Generation, GenerationResult
 
@@ -144,8 +144,8 @@ def generate_batch(model, tokenizer, reqs: list[Generation], ctxs: list[list[int
                    seeds: list | None = None) -> list[dict]:
     """Decode a batch in lock-step; each row's answer is `decoded(ids, ended)`, what the result
     cache stores (`finish` turns it into text when it is read). Row b's first n_shared[b] ids are a
-    prefix shared with other requests: its keys/values come from _shared_cache, and the row feeds only the rest of its
-    prompt, laid out as [padding | prefix | padding | rest] with every padding masked and the
+    prefix shared with other requests: its keys/values come from _shared_cache, and the row feeds
+    only the rest of its prompt, laid out as [padding | prefix | padding | rest] with every padding masked and the
     positions counting real tokens only. Either every row shares a prefix or none does.
 
     seeds (optional): per row, its whole prompt's keys/values and the next-token logits after it
@@ -198,9 +198,9 @@ def _fused_start(model, ctxs: list[list[int]], seeds: list | None, eot: int, ste
     right-padded prefill of the prompts."""
     device = next(model.parameters()).device
     if seeds is not None:
-        first_row: dict[int, int] = {}  # a seed's id -> its context's index
-        row_context = [first_row.setdefault(id(seed), len(first_row)) for seed in seeds]
-        distinct = list({id(seed): seed for seed in seeds}.values())
+        context_of: dict[int, int] = {}  # a seed's id -> its context's index
+        row_context = [context_of.setdefault(id(seed), len(context_of)) for seed in seeds]
+        distinct = list({id(seed): seed for seed in seeds}.values())  # in the order of context_of
         layers, lengths = stack_contexts([kv for kv, _ in distinct])
         logits = torch.stack([first for _, first in seeds])
     else:
@@ -210,7 +210,7 @@ def _fused_start(model, ctxs: list[list[int]], seeds: list | None, eot: int, ste
             ids[b, :len(c)] = torch.tensor(c, dtype=torch.long)
         layers: list = []
         hidden = gpt2_hidden_states(model, ids.to(device), keep_kv=layers)  # right padding: no mask
-        last = hidden[torch.arange(len(ctxs), device=device), torch.tensor(lengths, device=device) - 1]
+        last = hidden[to_device(list(range(len(ctxs))), device), to_device([n - 1 for n in lengths], device)]
         logits = model.get_output_embeddings()(last).float()
         row_context = list(range(len(ctxs)))
     decoder = ContextDecoder(model, layers, lengths, row_context, steps)
@@ -252,7 +252,7 @@ def _transformers_start(model, ctxs, rests, n_shared, seeds, eot: int, stats: di
     return logits, step, lambda: state["run"]
 
 
-_COMPLETE_WORD = re.compile(r"[^\s]*\w[^\s]*\s")
+_COMPLETE_WORD = re.compile(r"\S*\w\S*\s")
 
 
 def first_word_complete(text: str) -> bool:

@@ -160,16 +160,16 @@ def score_batch(model, items: list[ScoreItem], eot: int, stats: dict, keep: dict
         else:
             hidden = model.base_model(input_ids=ids, use_cache=False).last_hidden_state
         picked = hidden[to_device(rows, device), to_device(cols, device)]
-        at = list(keep or {})
-        # A kept context ends where its item's targets begin: its next-token logits are those of
-        # the first target's row, taken from the head's blocks as they pass.
-        first_row = {}
-        for j, b in enumerate(rows):
-            first_row.setdefault(b, j)
-        full_rows = [first_row[b] for b in at] if all(cols[first_row[b]] == keep[b] - 1 for b in at) else None
+        at, full_rows = list(keep or {}), None
+        if at:  # a kept context ends where its item's targets begin: its next-token logits are those
+            first_row = {}  # of the first target's row, taken from the head's blocks as they pass
+            for j, b in enumerate(rows):
+                first_row.setdefault(b, j)
+            if all(cols[first_row[b]] == keep[b] - 1 for b in at):
+                full_rows = [first_row[b] for b in at]
         lp, greedy, *first = target_logprobs(model.get_output_embeddings(), picked,  # the LM head only where needed
                                              to_device(targets, device), *head_blocks(device, len(targets)),
-                                             host_targets=targets, full_rows=full_rows if at else None)
+                                             host_targets=targets, full_rows=full_rows)
         if keep:
             if first:
                 first_logits = first[0]

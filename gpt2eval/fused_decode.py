@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from .heads import to_device
+
 
 def stack_contexts(contexts: list[list]) -> tuple[list, list[int]]:
     """Per layer (k, v) [contexts, heads, L, head_dim], each context right-padded with zeros to
@@ -70,7 +72,7 @@ class ContextDecoder:
         """Keep only the live contexts in the block. A step reads the whole block (measured on CPU:
         67 contexts with 13 rows decoding cost 117 ms a step, 13 contexts 69 ms), so once half the
         contexts have no row decoding, the others are copied into a smaller block."""
-        at = torch.tensor([self.block_of[c] for c in live], device=self.device)
+        at = to_device([self.block_of[c] for c in live], self.device)
         self.layers = [(k.index_select(0, at), v.index_select(0, at)) for k, v in self.layers]
         self.bias = self.bias.index_select(0, at)
         self.block_of = [-1] * len(self.block_of)
@@ -90,7 +92,7 @@ class ContextDecoder:
                 copies.append((r, f))
             self.follows[r] = leader
         if copies:
-            dst, src = (torch.tensor(x, device=self.device) for x in zip(*copies))
+            dst, src = (to_device(list(x), self.device) for x in zip(*copies))
             for kn, vn in self.new:
                 kn[dst, :, :self.t], vn[dst, :, :self.t] = kn[src, :, :self.t], vn[src, :, :self.t]
         return sorted(set(parts.values()))
@@ -119,11 +121,12 @@ class ContextDecoder:
                 real.append(j < len(rows))
                 slot_row.append(rows[j] if j < len(rows) else spare)
         S = len(slot_row)
-        real_slots = torch.tensor([s for s in range(S) if real[s]], device=self.device)
-        written = torch.tensor([slot_row[s] for s in range(S) if real[s]], device=self.device)
-        slot_rows = torch.tensor(slot_row, device=self.device)
-        slot_ids = torch.tensor([ids[r] for r in slot_row], device=self.device)
-        positions = torch.tensor([self.lengths[self.row_context[r]] + t for r in slot_row], device=self.device)
+        computed = [s for s in range(S) if real[s]]
+        # Index tensors through to_device: on CUDA a plain copy from the host would wait for the queue.
+        real_slots, written = to_device(computed, self.device), to_device([slot_row[s] for s in computed], self.device)
+        slot_rows = to_device(slot_row, self.device)
+        slot_ids = to_device([ids[r] for r in slot_row], self.device)
+        positions = to_device([self.lengths[self.row_context[r]] + t for r in slot_row], self.device)
         x = tr.wte(slot_ids) + tr.wpe(positions.clamp(max=self.top))  # [S, d]
         for block, (kc, vc), (kn, vn) in zip(tr.h, self.layers, self.new):
             attn, mlp = block.attn, block.mlp
@@ -149,6 +152,5 @@ class ContextDecoder:
         self.positions_run += len(run)
         x = torch.nn.functional.layer_norm(x[real_slots], (d,), tr.ln_f.weight, tr.ln_f.bias, eps)
         logits = self.model.get_output_embeddings()(x).float()  # [computed rows, vocab]
-        computed_at = {r: i for i, r in enumerate(slot_row[s] for s in range(S) if real[s])}
-        return logits[torch.tensor([computed_at.get(self.follows[r], 0) for r in range(len(ids))],
-                                   device=self.device)]
+        computed_at = {slot_row[s]: i for i, s in enumerate(computed)}
+        return logits[to_device([computed_at.get(self.follows[r], 0) for r in range(len(ids))], self.device)]
