@@ -23,8 +23,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def task_requests(name: str, data, limit: int | None):
-    from gpt2eval.requests import Generation
-    from gpt2eval.task import select
+    from gpt2eval.api.requests import Generation
+    from gpt2eval.api.task import select
     task = select([name])[0]
     examples = task.load(data).examples
     examples = examples[:limit] if limit else examples
@@ -32,19 +32,19 @@ def task_requests(name: str, data, limit: int | None):
 
 
 def synthetic_requests(data, n: int):
-    from gpt2eval.requests import Generation
-    from gpt2eval.task import select
+    from gpt2eval.api.requests import Generation
+    from gpt2eval.api.task import select
     lambada = select(["lambada"])[0]
     return [Generation(ctx, 32, seed_key=f"synthetic/{i}") for i, (ctx, _) in
             enumerate(lambada.load(data).examples[:n])]
 
 
 def measure(lm, requests, *, batch_size, reuse_prefix: bool = True) -> dict:
-    from gpt2eval.engine import Engine
-    from gpt2eval.generate import generate_all
+    from gpt2eval.engine.engine import Engine
+
     engine = Engine(lm.model, lm.tokenizer, batch_size=batch_size, progress=False)
     t0 = time.perf_counter()
-    results = generate_all(engine, requests, reuse_prefix=reuse_prefix)
+    results = engine.generate(requests, reuse_prefix=reuse_prefix)
     wall = time.perf_counter() - t0
     return {"requests": len(requests), "wall_s": wall, "prefill_tokens": engine.stats.get("prefill_tokens", 0),
             "generated_tokens": sum(r.n_tokens for r in results), "texts": [r.raw_text for r in results]}
@@ -59,9 +59,9 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True)
     args = p.parse_args()
-    from gpt2eval.data import DataSource
+    from gpt2eval.api.data import DataSource
     from gpt2eval.errors import UserError
-    from gpt2eval.model import load
+    from gpt2eval.models.load import load
     data = DataSource(args.data_dir)
     lm = load(args.model_dir, device=args.device, dtype=args.dtype)
     plans, source = [], "task plugins coqa, triviaqa, cnn_dailymail"

@@ -74,8 +74,8 @@ def lambada(args, out: Path) -> dict:
 
 
 def multiple_choice(args) -> dict:
-    from gpt2eval.engine import Engine
-    from gpt2eval.model import load
+    from gpt2eval.engine.engine import Engine
+    from gpt2eval.models.load import load
     lm = load(args.model_dir, device=args.device, dtype=args.dtype)
     reqs = mc_workload.requests(Path(args.data_dir) / "cbt" / "cbt_valid.txt", args.mc_questions)
     rows = {}
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from gpt2eval.model import make_random_model
+    from gpt2eval.models.load import make_random_model
     if not (Path(args.model_dir) / "config.json").exists():
         print(f"writing the random GPT-2 small model to {args.model_dir}", flush=True)
         make_random_model(args.model_dir, args.tokenizer, size="small", seed=0)

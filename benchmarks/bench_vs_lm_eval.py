@@ -15,7 +15,7 @@ operating system's figure for that process (wait4 rusage). Definitions, printed 
              context + continuation for LAMBADA, the de-tokenized article for WikiText
   tokens/s   tokens / evaluation wall time (model loaded -> metrics computed); the process wall
              time (interpreter start to exit) is shown too
-  MFU        useful forward FLOPs (gpt2eval.plan: 2*N*tokens forwarded + causal attention + LM head
+  MFU        useful forward FLOPs (gpt2eval.cli.plan: 2*N*tokens forwarded + causal attention + LM head
              at scored positions only) / evaluation wall time / this machine's torch.mm peak in
              that dtype: the best of the measurements at the start and just before and after each
              run, so a slow moment of the machine cannot flatter a run. The same FLOPs for both
@@ -107,9 +107,9 @@ def run_child(cmd: list[str], log: Path) -> dict:
 
 def workload_requests(name: str, n: int, data_dir: str):
     """The requests gpt2eval's side sends (tokens and FLOPs are counted from these, for both sides)."""
-    from gpt2eval.data import DataSource
-    from gpt2eval.requests import Loglikelihood, RollingLoglikelihood
-    from gpt2eval.task import select
+    from gpt2eval.api.data import DataSource
+    from gpt2eval.api.requests import Loglikelihood, RollingLoglikelihood
+    from gpt2eval.api.task import select
     if name == "lambada":
         task = select(["lambada"])[0]
         examples = task.load(DataSource(data_dir)).examples[:n]
@@ -125,7 +125,7 @@ def model_shape(model_dir: str) -> tuple[int, int]:
 
 
 def count_workload(requests, tokenizer, shape: tuple[int, int]) -> dict:
-    from gpt2eval.plan import count_work
+    from gpt2eval.cli.plan import count_work
 
     class Fixed:
         name = "bench"
@@ -143,7 +143,7 @@ def count_workload(requests, tokenizer, shape: tuple[int, int]) -> dict:
 
 def measure_peaks(dtypes: set[str], seconds: float = 3.0) -> dict:
     """Best torch.mm FLOP/s per dtype, over square matrices of 2048 and 4096."""
-    from gpt2eval.plan import measure_matmul_peak
+    from gpt2eval.cli.plan import measure_matmul_peak
     return {d: max(measure_matmul_peak(d, n, seconds / 2) for n in (2048, 4096)) for d in sorted(dtypes)}
 
 
@@ -152,7 +152,7 @@ def measure_gemm_ceiling(shape: tuple[int, int], dtype: str, seconds: float = 3.
     layer qkv, attention output, MLP in and MLP out, plus one 2048-entry LM-head block."""
     import torch
 
-    from gpt2eval.model import DTYPES
+    from gpt2eval.models.load import DTYPES
     _, d = shape
     kinds = [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d), (d, 2048)]
     mats = [(torch.randn(rows, k, dtype=DTYPES[dtype]), torch.randn(k, n, dtype=DTYPES[dtype])) for k, n in kinds]
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    from gpt2eval.model import load_tokenizer, make_random_model
+    from gpt2eval.models.load import load_tokenizer, make_random_model
     if not (Path(args.model_dir) / "config.json").exists():
         print(f"writing the random GPT-2 small model to {args.model_dir}", flush=True)
         make_random_model(args.model_dir, args.tokenizer, size="small", seed=0)

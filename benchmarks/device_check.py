@@ -13,7 +13,7 @@ and generation for the four GPT-2 shapes, and what would the full paper reproduc
    engine forms for 256-token prompts (generation is bound by memory bandwidth, so it is measured,
    not derived from peak FLOP/s).
 4. The projected time of the full reproduction per size: plan mode's counts of every task
-   (gpt2eval.plan.count_work on the real data) at those rates: scoring and prefill positions at the
+   (gpt2eval.cli.plan.count_work on the real data) at those rates: scoring and prefill positions at the
    scoring rate of their length, decode steps (batched as the engine does) at the measured step time.
 Runs in about 4 minutes on one H100 (8 at most); prints a table and writes --out as JSON.
 """
@@ -49,7 +49,7 @@ def parse_args(argv=None):
 def random_model(size: str, device, dtype, quick: bool):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from gpt2eval.sizes import SIZES
+    from gpt2eval.models.sizes import SIZES
     layers, width = (2, 64) if quick else SIZES[size][2]
     torch.manual_seed(0)
     cfg = GPT2Config(n_layer=layers, n_embd=width, n_head=max(1, width // 64), vocab_size=50257, n_positions=1024)
@@ -70,8 +70,8 @@ class FakeTokenizer:
 
 
 def check_correctness(device, quick: bool) -> list[dict]:
-    from gpt2eval.encode import ScoreItem
-    from gpt2eval.engine import Engine
+    from gpt2eval.engine.encode import ScoreItem
+    from gpt2eval.engine.engine import Engine
     rng, rows = random.Random(0), []
     for dtype in (torch.float32, torch.bfloat16):
         model = random_model("small", device, dtype, quick)
@@ -105,10 +105,10 @@ def check_context_decode(model, rng) -> float:
     """Share of greedy decodes continued from a log-likelihood forward (forward.score_batch's keys/
     values and last logits, decoded by fused_decode.py) that equal decodes prefilled and stepped by
     transformers' own forward (a no-op hook turns the fused paths off)."""
-    from gpt2eval.decode import generate_batch
-    from gpt2eval.encode import ScoreItem
-    from gpt2eval.forward import score_batch
-    from gpt2eval.requests import Generation
+    from gpt2eval.engine.decode import generate_batch
+    from gpt2eval.engine.encode import ScoreItem
+    from gpt2eval.engine.forward import score_batch
+    from gpt2eval.api.requests import Generation
     stats = {"forward_s": 0.0, "tokens_forwarded": 0, "prefill_tokens": 0, "items_computed": 0}
     ctxs = [[rng.randrange(50256) for _ in range(rng.randint(20, 120))] for _ in range(8)]
     items = [ScoreItem(tuple(c), (rng.randrange(50256),)) for c in ctxs]  # context = all ids but the target's
@@ -140,10 +140,10 @@ def measure(fn, seconds: float) -> float:
 
 
 def measure_size(size: str, device, dtype, quick: bool, seconds: float) -> dict:
-    from gpt2eval.decode import generate_batch
-    from gpt2eval.encode import ScoreItem
-    from gpt2eval.engine import Engine
-    from gpt2eval.requests import Generation
+    from gpt2eval.engine.decode import generate_batch
+    from gpt2eval.engine.encode import ScoreItem
+    from gpt2eval.engine.engine import Engine
+    from gpt2eval.api.requests import Generation
     model = random_model(size, device, dtype, quick)
     engine = Engine(model, FakeTokenizer(), progress=False, budgets={"score": 256, "generate": 512} if quick else None)
     budgets = {k: engine.scheduler.token_budget(k == "score") for k in ("score", "generate")}
@@ -172,10 +172,10 @@ def measure_size(size: str, device, dtype, quick: bool, seconds: float) -> dict:
 
 def project(sizes: list[dict], args) -> list[dict]:
     """Hours of the full reproduction per size, from plan mode's counts and the measured rates."""
-    from gpt2eval.data import DataSource
-    from gpt2eval.model import load_tokenizer
-    from gpt2eval.plan import count_work, decode_reads
-    from gpt2eval.task import discover
+    from gpt2eval.api.data import DataSource
+    from gpt2eval.models.load import load_tokenizer
+    from gpt2eval.cli.plan import count_work, decode_reads
+    from gpt2eval.api.task import discover
     tokenizer = load_tokenizer(args.tokenizer)
     data, work = DataSource(args.data_dir), []
     for name, cls in sorted(discover().items()):

@@ -47,5 +47,5 @@ def questions(path: Path, n: int) -> list[tuple[str, list[str], int]]:
 
 def requests(path: Path, n: int):
     """The workload as the engine sees it: plain Loglikelihood requests, 10 per shared context."""
-    from gpt2eval.requests import Loglikelihood
+    from gpt2eval.api.requests import Loglikelihood
     return [Loglikelihood(ctx, cont) for ctx, conts, _ in questions(path, n) for cont in conts]

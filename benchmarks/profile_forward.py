@@ -44,10 +44,10 @@ def main(argv=None) -> int:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from gpt2eval.engine import Engine, ScoreItem
-    from gpt2eval.model import load, make_random_model
+    from gpt2eval.engine.engine import Engine, ScoreItem
+    from gpt2eval.models.load import load, make_random_model
     from bench_vs_lm_eval import measure_peaks
-    from gpt2eval.plan import causal_pairs, forward_flops
+    from gpt2eval.cli.plan import causal_pairs, forward_flops
     if not (Path(args.model_dir) / "config.json").exists():
         make_random_model(args.model_dir, args.tokenizer, size="small", seed=0)
     lm = load(args.model_dir, device="cpu", dtype=args.dtype)

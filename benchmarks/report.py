@@ -132,7 +132,7 @@ eval s runs from the loaded model to the computed metrics (process s adds interp
 load); with --repeat, the fastest try is kept and every try is listed. MFU: useful forward FLOPs /
 eval s / peak, the same FLOPs for both harnesses: 2 x non-embedding parameters x tokens forwarded
 + 4 x d x n_layer x causal (query, key) pairs + 2 x d x 50257 x positions that need a log-probability
-(gpt2eval.plan.forward_flops); peak: the best torch.mm of 2048^2 and 4096^2 matrices in that dtype
+(gpt2eval.cli.plan.forward_flops); peak: the best torch.mm of 2048^2 and 4096^2 matrices in that dtype
 over every measurement of the run (at the start, and before and after each run). MFU around: the
 same FLOPs / eval s over the mean of the peaks measured just before and just after that run (a
 virtual machine's speed drifts over minutes). MFU ceiling: the FLOP/s of

@@ -32,11 +32,11 @@ LM_EVAL_TASK = {"lambada": "gpt2eval_bench_lambada", "wikitext": "gpt2eval_bench
 def run_gpt2eval(args) -> dict:
     import torch
 
-    from gpt2eval.data import DataSource
-    from gpt2eval.engine import Engine
-    from gpt2eval.model import load
-    from gpt2eval.requests import Loglikelihood, RollingLoglikelihood
-    from gpt2eval.task import select
+    from gpt2eval.api.data import DataSource
+    from gpt2eval.engine.engine import Engine
+    from gpt2eval.models.load import load
+    from gpt2eval.api.requests import Loglikelihood, RollingLoglikelihood
+    from gpt2eval.api.task import select
     t0 = time.perf_counter()
     lm = load(args.model_dir, device=args.device, dtype=args.dtype)
     engine = Engine(lm.model, lm.tokenizer, batch_size=args.batch_size, progress=False)

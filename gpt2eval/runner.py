@@ -12,18 +12,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, uncertainty
-from . import distributed
-from .cache import ResultCache
-from .compare import comparison_rows, format_table, load_references, write_csv
-from .data import DataSource
-from .engine import Engine
+from . import __version__
+from .api import uncertainty
+from .distributed import workers as distributed
+from .cache.store import ResultCache
+from .reporting.compare import comparison_rows, format_table, load_references, write_csv
+from .api.data import DataSource
+from .engine.engine import Engine
 from .errors import UserError
-from .fingerprint import model_label
+from .cache.fingerprint import model_label
 from .io import write_atomic, write_json, write_jsonl
-from .model import load
-from .sizes import SIZES
-from .task import Task
+from .models.load import load
+from .models.sizes import SIZES
+from .api.task import Task
 
 
 @dataclass
@@ -183,7 +184,7 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
         all_results.append(results)
     if len(all_results) > 1:
         write_csv(cfg.output / "comparison.csv", all_rows)
-        from .report import write_report_folder  # merged tables, plots, report.md / .html beside the runs
+        from .reporting.report import write_report_folder  # merged tables, plots, report.md / .html beside the runs
         write_report_folder(cfg.output, log)
     return all_results
 

@@ -9,7 +9,7 @@ checked against their git blob ids), else the one-question files of the shared d
 
 Prompt (paper, section 3.2: "the probability of each choice and the rest of the sentence
 conditioned on this choice"): the sentence numbers are stripped; the 21 sentences are de-tokenized
-(`gpt2eval.detokenize.cbt_detokenize`, CoreNLP's escapes undone, the quote state carried from
+(`gpt2eval.protocols.detokenize.cbt_detokenize`, CoreNLP's escapes undone, the quote state carried from
 sentence to sentence) and joined by single spaces (none after a sentence that ends in the opening
 quote of the next: `join_sentences`). The text up to `XXXXX` is the context; each candidate in its
 place, with the rest of the query, is a continuation. The space before the candidate belongs to
@@ -23,12 +23,12 @@ instead (a named variant; the paper's rule is the probability, i.e. the sum).
 """
 import hashlib
 
-from gpt2eval import multiple_choice as mc
-from gpt2eval.data import Dataset, read_text
-from gpt2eval.detokenize import cbt_detokenize
+from gpt2eval.protocols import multiple_choice as mc
+from gpt2eval.api.data import Dataset, read_text
+from gpt2eval.protocols.detokenize import cbt_detokenize
 from gpt2eval.errors import DataError
-from gpt2eval.task import Metric, Scored, Task
-from gpt2eval.uncertainty import binomial
+from gpt2eval.api.task import Metric, Scored, Task
+from gpt2eval.api.uncertainty import binomial
 
 BLANK = "XXXXX"
 GIT_BLOBS = {"CN": "dbe54c05644234ca1fe988238a535c13eb440d91", "NE": "7f702d10bfb15937da7c6423f8ce0a1231447f17"}
@@ -79,7 +79,7 @@ def to_question(row: dict) -> mc.Question:
 class CBT(Task):
     word_type = ""
     protocol = {"split": "validation (the paper's; a test-set book is in WebText)",
-                "detokenizer": "gpt2eval.detokenize.cbt_detokenize, sentence numbers stripped",
+                "detokenizer": "gpt2eval.protocols.detokenize.cbt_detokenize, sentence numbers stripped",
                 "context": "the 21 sentences joined by ' ' (none after an opening quote), up to XXXXX",
                 "continuation": "' ' + candidate + rest of the query (no space after an opening quote)",
                 "scoring": "highest summed log-probability of the continuation; ties to the first candidate",

@@ -31,12 +31,12 @@ import hashlib
 import random
 import statistics
 
-from gpt2eval.data import Dataset, read_jsonl, sha256_text
+from gpt2eval.api.data import Dataset, read_jsonl, sha256_text
 from gpt2eval.metrics.summarization import (aggregate_rouge, detokenize_ptb, first_sentences, rouge_scores,
                                             split_sentences)
-from gpt2eval.requests import Decoding, Generation
-from gpt2eval.task import Metric, Scored, Task
-from gpt2eval.uncertainty import mean
+from gpt2eval.api.requests import Decoding, Generation
+from gpt2eval.api.task import Metric, Scored, Task
+from gpt2eval.api.uncertainty import mean
 
 LOCAL = "cnn_dailymail/frank_cnndm_test_250.jsonl"
 HUB = ("abisee/cnn_dailymail", "3.0.0", "test")

@@ -23,12 +23,12 @@ Prompt variant `coqa_lm_eval_prompt` (below): lm-evaluation-harness's layout.
 predictions/coqa.json is in the official prediction format, for the official script.
 The story is each request's `prefix`: the engine forwards it once per story, not once per turn.
 """
-from gpt2eval.data import Dataset, read_json, sha256_text
+from gpt2eval.api.data import Dataset, read_json, sha256_text
 from gpt2eval.errors import DataError
 from gpt2eval.metrics import coqa
-from gpt2eval.requests import Generation
-from gpt2eval.task import Metric, Scored, Task
-from gpt2eval.uncertainty import binomial, mean
+from gpt2eval.api.requests import Generation
+from gpt2eval.api.task import Metric, Scored, Task
+from gpt2eval.api.uncertainty import binomial, mean
 
 FULL, ONE_STORY = "coqa/coqa-dev-v1.0.json", "coqa/coqa-dev-v1.0_first_story.json"
 N_QUESTIONS = 7983

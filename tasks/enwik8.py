@@ -10,10 +10,10 @@ Protocol: no de-tokenization (the raw XML and wiki markup are what the test set 
 split into lines (an example is a line, its newline included) and decoded as UTF-8; a byte that is
 not valid UTF-8 (the split may cut a character at its first bytes) becomes U+FFFD and still counts
 as its original bytes. bits_per_byte = total NLL / ln 2 / 5,000,000 original bytes; the stream is
-scored as in `gpt2eval.char_level`.
+scored as in `gpt2eval.protocols.char_level`.
 """
-from gpt2eval.char_level import STREAM, CharLevelTask
-from gpt2eval.download import Remote
+from gpt2eval.protocols.char_level import STREAM, CharLevelTask
+from gpt2eval.protocols.download import Remote
 
 
 class Enwik8(CharLevelTask):

@@ -44,11 +44,11 @@ import math
 import string
 import unicodedata
 
-from gpt2eval.data import Dataset, read_jsonl
-from gpt2eval.requests import Decoding, Generation, Loglikelihood
-from gpt2eval.stopwords import BFLM_STOPWORDS, ENGLISH_STOPWORDS
-from gpt2eval.task import Metric, Scored, Task
-from gpt2eval.uncertainty import binomial, ratio
+from gpt2eval.api.data import Dataset, read_jsonl
+from gpt2eval.api.requests import Decoding, Generation, Loglikelihood
+from gpt2eval.protocols.stopwords import BFLM_STOPWORDS, ENGLISH_STOPWORDS
+from gpt2eval.api.task import Metric, Scored, Task
+from gpt2eval.api.uncertainty import binomial, ratio
 
 PUNCT = string.punctuation + "“”‘’—–…"
 STOPWORD_DECODE_TOKENS = 5  # enough for nearly every target word (most are 1-2 BPE tokens)

@@ -15,13 +15,13 @@ Source of the example pairs (a scored question is never its own example):
 Decoding: greedy, at most 16 new tokens, stopped at the first newline; answer = that line, stripped.
 Metric: exact match after SQuAD v1.1 normalisation against any gold answer (the paper's metric),
 in percent; SQuAD F1 beside it. The example pairs are every prompt's shared `prefix`.
-Intervals (gpt2eval.uncertainty): exact match binomial over questions, F1 bootstrapped over them.
+Intervals (gpt2eval.api.uncertainty): exact match binomial over questions, F1 bootstrapped over them.
 """
-from gpt2eval.data import Dataset, sha256_text
+from gpt2eval.api.data import Dataset, sha256_text
 from gpt2eval.metrics import squad
-from gpt2eval.requests import Generation
-from gpt2eval.task import Metric, Scored, Task
-from gpt2eval.uncertainty import binomial, mean
+from gpt2eval.api.requests import Generation
+from gpt2eval.api.task import Metric, Scored, Task
+from gpt2eval.api.uncertainty import binomial, mean
 
 LOCAL = "nq_open/NQ-open.dev.jsonl"
 HUB = "google-research-datasets/nq_open"

@@ -11,20 +11,20 @@ pins them, datasets/lm1b/urls_checksums/checksums.txt) and md5-checked. No hub f
 Protocol: the sentences are shuffled, so there is no context across lines (the paper says so):
 each line is its own stream, `<|endoftext|>` + the de-tokenized sentence + "\\n", every token
 scored (the newline stands for the sentence's end, as each line's newline does in the one-stream LM
-tasks). De-tokenizer: `gpt2eval.detokenize.one_billion_word_detokenize` (spacing only).
+tasks). De-tokenizer: `gpt2eval.protocols.detokenize.one_billion_word_detokenize` (spacing only).
 ppl = exp(total NLL / original tokens), original tokens = whitespace tokens + one end-of-sentence a
 line (as for PTB). An example is a line; its sample row holds its NLL and original tokens.
 """
 import hashlib
 import math
 
-from gpt2eval.data import Dataset, read_text
-from gpt2eval.detokenize import count_original_tokens, one_billion_word_detokenize
-from gpt2eval.download import Remote, cache_dir, extract_member, md5_checked, obtain
+from gpt2eval.api.data import Dataset, read_text
+from gpt2eval.protocols.detokenize import count_original_tokens, one_billion_word_detokenize
+from gpt2eval.protocols.download import Remote, cache_dir, extract_member, md5_checked, obtain
 from gpt2eval.errors import DataError
-from gpt2eval.requests import RollingLoglikelihood
-from gpt2eval.task import Metric, Scored, Task
-from gpt2eval.uncertainty import ratio
+from gpt2eval.api.requests import RollingLoglikelihood
+from gpt2eval.api.task import Metric, Scored, Task
+from gpt2eval.api.uncertainty import ratio
 
 SHARD = "1bw/news.en.heldout-00000-of-00050"
 MEMBER = ("1-billion-word-language-modeling-benchmark-r13output/heldout-monolingual.tokenized.shuffled/"
@@ -37,7 +37,7 @@ class OneBillionWord(Task):
     metrics = {"ppl": Metric("1bw/ppl", "per original token incl. one end-of-sentence a line (paper)", False),
                "token_ppl": Metric(None, "per GPT-2 token", False)}
     protocol = {"data": "news.en.heldout-00000-of-00050 (md5-checked)",
-                "detokenizer": "gpt2eval.detokenize.one_billion_word_detokenize",
+                "detokenizer": "gpt2eval.protocols.detokenize.one_billion_word_detokenize",
                 "streams": "each line its own stream: <|endoftext|> + sentence + '\\n', all tokens scored",
                 "normalisation": "exp(total NLL / original tokens incl. one end-of-sentence per line)"}
     shard_md5 = "ce1e84fb6d856ced56ba2c551104f6ac"

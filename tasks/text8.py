@@ -11,8 +11,8 @@ out; the split starts wherever character 95,000,000 falls, mid-word or not). The
 character is a byte. An example is a block of 10,000 characters (text8 has no lines); the blocks are
 joined back into one stream. bits_per_char = total NLL / ln 2 / 5,000,000.
 """
-from gpt2eval.char_level import STREAM, CharLevelTask
-from gpt2eval.download import Remote
+from gpt2eval.protocols.char_level import STREAM, CharLevelTask
+from gpt2eval.protocols.download import Remote
 from gpt2eval.errors import DataError
 
 BLOCK = 10_000

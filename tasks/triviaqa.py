@@ -12,14 +12,14 @@ newline; the answer is that first line, stripped.
 Metrics: the official triviaqa_evaluation.py exact match and F1 (its normalisation, max over the
 gold aliases: NormalizedAliases + HumanAnswers), in percent. predictions/triviaqa.json is the
 official prediction file, a dict from question id to answer.
-Intervals (gpt2eval.uncertainty): exact match analytic (lm-evaluation-harness's binomial standard
+Intervals (gpt2eval.api.uncertainty): exact match analytic (lm-evaluation-harness's binomial standard
 error), F1 bootstrapped, both over questions.
 """
-from gpt2eval.data import Dataset, sha256_text
+from gpt2eval.api.data import Dataset, sha256_text
 from gpt2eval.metrics import triviaqa
-from gpt2eval.requests import Generation
-from gpt2eval.task import Metric, Scored, Task
-from gpt2eval.uncertainty import binomial, mean
+from gpt2eval.api.requests import Generation
+from gpt2eval.api.task import Metric, Scored, Task
+from gpt2eval.api.uncertainty import binomial, mean
 
 JSONL, OFFICIAL = "triviaqa/llmfoundry_triviaqa_small.jsonl", "triviaqa/triviaqa_sample.json"
 HUB = ("mandarjoshi/trivia_qa", "rc.nocontext", "validation")

@@ -20,11 +20,11 @@ accuracies are compared with it.
 """
 import xml.etree.ElementTree as ET
 
-from gpt2eval import multiple_choice as mc
-from gpt2eval.data import Dataset, read_jsonl
+from gpt2eval.protocols import multiple_choice as mc
+from gpt2eval.api.data import Dataset, read_jsonl
 from gpt2eval.errors import DataError
-from gpt2eval.task import Metric, Scored, Task
-from gpt2eval.uncertainty import binomial
+from gpt2eval.api.task import Metric, Scored, Task
+from gpt2eval.api.uncertainty import binomial
 
 JSONL, XML = "winograd/llmfoundry_winograd_wsc.jsonl", "winograd/WSCollection.xml"
 HUB, PARQUET = "ErnestSDavis/winograd_wsc", "refs/convert/parquet"

@@ -28,11 +28,11 @@ import html
 import re
 from functools import lru_cache
 
-from gpt2eval.data import Dataset, read_text, sha256_text
+from gpt2eval.api.data import Dataset, read_text, sha256_text
 from gpt2eval.errors import DataError
 from gpt2eval.metrics.bleu import bleu_spread, corpus_bleu
-from gpt2eval.requests import Generation
-from gpt2eval.task import Metric, Scored, Task
+from gpt2eval.api.requests import Generation
+from gpt2eval.api.task import Metric, Scored, Task
 
 HUB = ("wmt/wmt14", "fr-en")
 N_SHOTS = 5

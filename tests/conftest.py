@@ -19,7 +19,7 @@ TOKENIZER_DIR = SHARED / "tokenizers" / "gpt2"
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from gpt2eval.model import load_tokenizer
+    from gpt2eval.models.load import load_tokenizer
     return load_tokenizer(str(TOKENIZER_DIR))
 
 
@@ -27,7 +27,7 @@ def tokenizer():
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, 64-wide random GPT-2 with 4 attention heads (16 wide each, so the fused forward's
     head split and merge are exercised) and the real tokenizer, saved as a model folder."""
-    from gpt2eval.model import make_random_model
+    from gpt2eval.models.load import make_random_model
     return make_random_model(tmp_path_factory.mktemp("tiny-gpt2"), TOKENIZER_DIR, n_layer=2, n_embd=64, n_head=4,
                              seed=0)
 
@@ -42,7 +42,7 @@ def tiny_model(tiny_model_dir):
 
 @pytest.fixture()
 def engine_factory(tiny_model, tokenizer):
-    from gpt2eval.engine import Engine
+    from gpt2eval.engine.engine import Engine
 
     def make(**kw):
         kw.setdefault("progress", False)

@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from gpt2eval.cache import CacheError, ResultCache, default_path
+from gpt2eval.cache.store import CacheError, ResultCache, default_path
 
 
 def test_round_trip_is_exact_and_namespaced_by_model(tmp_path):
@@ -25,7 +25,7 @@ def test_round_trip_is_exact_and_namespaced_by_model(tmp_path):
 def test_answers_of_another_gpt2eval_version_are_not_reused(tmp_path, monkeypatch):
     with ResultCache(tmp_path / "c.sqlite") as cache:
         cache.for_model("fp").put_many({"k": 1})
-        monkeypatch.setattr("gpt2eval.cache.__version__", "99.0")
+        monkeypatch.setattr("gpt2eval.cache.store.__version__", "99.0")
         assert cache.for_model("fp").get_many(["k"]) == {}
 
 
@@ -125,16 +125,17 @@ def test_answers_written_by_other_code_are_not_reused_and_counted(tmp_path):
 
 
 def copy_package(tmp_path):
-    from gpt2eval import fingerprint
+    from gpt2eval.cache import fingerprint
     pkg = tmp_path / "pkg"
     pkg.mkdir()
     for name in fingerprint.ANSWERING_MODULES:
+        (pkg / f"{name}.py").parent.mkdir(exist_ok=True)
         (pkg / f"{name}.py").write_bytes((fingerprint.PACKAGE / f"{name}.py").read_bytes())
     return pkg
 
 
 def test_a_change_to_any_byte_of_any_answering_module_changes_the_code_digest(tmp_path):
-    from gpt2eval.fingerprint import ANSWERING_MODULES, code_digest
+    from gpt2eval.cache.fingerprint import ANSWERING_MODULES, code_digest
     pkg = copy_package(tmp_path)
     base = code_digest(pkg)
     assert base == code_digest()  # the copy is the installed code
@@ -158,28 +159,31 @@ def test_the_answering_modules_cover_everything_the_engine_imports():
     computes could be served after it changes)."""
     import ast
 
-    from gpt2eval.fingerprint import ANSWERING_MODULES, PACKAGE
+    from gpt2eval.cache.fingerprint import ANSWERING_MODULES, PACKAGE
     # Exception classes change messages, never an answer; the scale-out modules deal the same batches
     # to workers whatever their number (bit-identical, tests/test_distributed.py) and move answers
     # between cache files; io writes files; cache and fingerprint are the cache itself.
-    not_answering = {"errors", "distributed", "exchange", "io", "cache", "fingerprint"}
-    seen, todo = set(), ["engine"]
+    not_answering = {"errors", "distributed/workers", "distributed/exchange", "io", "cache/store",
+                     "cache/fingerprint"}
+    seen, todo = set(), ["engine/engine"]
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
         for node in ast.walk(ast.parse((PACKAGE / f"{name}.py").read_text())):  # lazy imports too
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                names = [node.module] if node.module else [a.name for a in node.names]
-                todo += [n for n in names if (PACKAGE / f"{n}.py").is_file()]  # not `from . import __version__`
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = name.split("/")[:-node.level]  # the package the relative import starts from
+                module = base + (node.module.split(".") if node.module else [])
+                names = ["/".join(module)] if node.module else ["/".join(module + [a.name]) for a in node.names]
+                todo += [n for n in names if (PACKAGE / f"{n}.py").is_file()]  # not `from .. import __version__`
     assert seen - not_answering <= set(ANSWERING_MODULES), seen - not_answering - set(ANSWERING_MODULES)
 
 
 def fp(folder, config=None, **kw):
     from transformers import AutoConfig
 
-    from gpt2eval.fingerprint import model_fingerprint
+    from gpt2eval.cache.fingerprint import model_fingerprint
     args = {"dtype": "float32", "device_type": "cpu", "torch_version": "2.13.0", "transformers_version": "5.24.0", **kw}
     return model_fingerprint(str(folder), config or AutoConfig.from_pretrained(folder), **args)
 
@@ -225,7 +229,7 @@ def test_same_weights_other_config_is_not_served_the_first_models_answers(tiny_m
     import shutil
 
     from conftest import DATA
-    from gpt2eval.cli import main
+    from gpt2eval.cli.main import main
     other = tmp_path / "other-eps"
     shutil.copytree(tiny_model_dir, other)
     cfg = json.loads((other / "config.json").read_text())
@@ -249,10 +253,10 @@ def test_a_run_says_when_answers_of_its_model_were_written_by_other_code(tiny_mo
     import json
 
     from conftest import DATA
-    from gpt2eval.cli import main
+    from gpt2eval.cli.main import main
     args = ["--model", str(tiny_model_dir), "--tasks", "lambada", "--data-dir", str(DATA), "--limit", "3",
             "--no-progress", "--cache", str(tmp_path / "c.sqlite")]
-    monkeypatch.setattr("gpt2eval.cache.code_digest", lambda: "0" * 32)  # an earlier gpt2eval
+    monkeypatch.setattr("gpt2eval.cache.store.code_digest", lambda: "0" * 32)  # an earlier gpt2eval
     assert main(args + ["--output", str(tmp_path / "old")]) == 0
     monkeypatch.undo()
     capsys.readouterr()
@@ -285,7 +289,7 @@ def filled_cache(path, now):
     """Two models, one with answers of an older code, rows written a day and ten days ago."""
     import time as time_module
 
-    from gpt2eval.fingerprint import code_digest
+    from gpt2eval.cache.fingerprint import code_digest
     with ResultCache(path) as cache:
         info = {"dtype": "float32", "device": "cpu"}
         cache.for_model("a" * 32, label="org/model-a", info=info).put_many({f"k{i}": [i] for i in range(4)})
@@ -300,7 +304,7 @@ def filled_cache(path, now):
 def test_cache_show_lists_entries_by_model_and_code(tmp_path, capsys):
     import time as time_module
 
-    from gpt2eval.cli import main
+    from gpt2eval.cli.main import main
     path = tmp_path / "c.sqlite"
     code = filled_cache(path, time_module.time())
     assert main(["cache", "--cache", str(path)]) == 0
@@ -326,7 +330,7 @@ def test_cache_prune(tmp_path, capsys, how, removed, left):
     import time as time_module
     from collections import Counter
 
-    from gpt2eval.cli import main
+    from gpt2eval.cli.main import main
     path = tmp_path / "c.sqlite"
     filled_cache(path, time_module.time())
     assert main(["cache", "prune", "--cache", str(path)] + how) == 0
@@ -348,7 +352,7 @@ def test_cache_prune(tmp_path, capsys, how, removed, left):
 def test_cache_subcommand_mistakes_are_one_line(tmp_path, capsys, argv, expected):
     import time as time_module
 
-    from gpt2eval.cli import main
+    from gpt2eval.cli.main import main
     path = tmp_path / "c.sqlite"
     filled_cache(path, time_module.time())
     before = path.read_bytes()
@@ -361,7 +365,7 @@ def test_cache_subcommand_mistakes_are_one_line(tmp_path, capsys, argv, expected
 
 
 def test_cache_subcommand_never_creates_a_file(tmp_path, capsys):
-    from gpt2eval.cli import main
+    from gpt2eval.cli.main import main
     assert main(["cache", "--cache", str(tmp_path / "none.sqlite")]) == 2
     assert "no result cache at" in capsys.readouterr().err and not list(tmp_path.iterdir())
 
@@ -370,8 +374,8 @@ def test_generations_are_cached_as_token_ids_and_cut_into_text_when_read(engine_
                                                                          monkeypatch):
     import json
 
-    from gpt2eval import decode
-    from gpt2eval.requests import Generation
+    from gpt2eval.engine import decode
+    from gpt2eval.api.requests import Generation
     reqs = [Generation("The cat sat on the", 12, stop=(".", "\n")), Generation("Hello world", 6)]
     with ResultCache(tmp_path / "c.sqlite") as cache:
         first = engine_factory(batch_size=2, cache=cache.for_model("fp")).run(reqs)
@@ -382,7 +386,7 @@ def test_generations_are_cached_as_token_ids_and_cut_into_text_when_read(engine_
             assert r.raw_text == tokenizer.decode(r.token_ids) and r.raw_text.startswith(r.text)
         # Another way of cutting the text applies to cached answers too: nothing cut is stored.
         real = decode.finish
-        monkeypatch.setattr("gpt2eval.engine.finish", lambda tok, a, r: real(tok, a, r.__class__(
+        monkeypatch.setattr("gpt2eval.engine.engine.finish", lambda tok, a, r: real(tok, a, r.__class__(
             r.context, r.max_new_tokens, stop=r.stop + (" ",))))
         view = cache.for_model("fp")
         again = engine_factory(batch_size=2, cache=view).run(reqs)
@@ -395,8 +399,8 @@ def test_generations_are_cached_as_token_ids_and_cut_into_text_when_read(engine_
 
 
 def test_prune_finds_a_model_folder_by_any_path_to_it(tmp_path, capsys, monkeypatch):
-    from gpt2eval.cli import main
-    from gpt2eval.fingerprint import model_label
+    from gpt2eval.cli.main import main
+    from gpt2eval.cache.fingerprint import model_label
     (tmp_path / "models" / "m").mkdir(parents=True)
     path = tmp_path / "c.sqlite"
     monkeypatch.chdir(tmp_path / "models")

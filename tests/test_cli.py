@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, REPO
-from gpt2eval.cli import main
-from gpt2eval.task import discover
+from gpt2eval.cli.main import main
+from gpt2eval.api.task import discover
 
 LM_TASKS = ["lambada", "ptb", "wikitext103", "wikitext2"]
 
@@ -64,7 +64,7 @@ def test_model_without_matching_size_has_no_paper_column(tiny_model_dir, tmp_pat
 def test_size_detection_from_architecture():
     from transformers import GPT2Config
 
-    from gpt2eval.model import size_of
+    from gpt2eval.models.load import size_of
     assert size_of(GPT2Config(n_layer=12, n_embd=768)) == "small"
     assert size_of(GPT2Config(n_layer=48, n_embd=1600)) == "xl"
     assert size_of(GPT2Config(n_layer=2, n_embd=64)) is None
@@ -72,9 +72,9 @@ def test_size_detection_from_architecture():
 
 PLUGIN = textwrap.dedent('''
     """A third-party plugin: does the model prefer "Paris" after "The capital of France is"?"""
-    from gpt2eval.data import Dataset
-    from gpt2eval.requests import Loglikelihood
-    from gpt2eval.task import Metric, Scored, Task
+    from gpt2eval.api.data import Dataset
+    from gpt2eval.api.requests import Loglikelihood
+    from gpt2eval.api.task import Metric, Scored, Task
 
 
     class Capitals(Task):

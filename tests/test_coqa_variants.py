@@ -5,11 +5,11 @@ import json
 import pytest
 
 from conftest import DATA
-from gpt2eval.cli import main
-from gpt2eval.data import DataSource
+from gpt2eval.cli.main import main
+from gpt2eval.api.data import DataSource
 from gpt2eval.metrics import coqa
-from gpt2eval.requests import GenerationResult
-from gpt2eval.task import select
+from gpt2eval.api.requests import GenerationResult
+from gpt2eval.api.task import select
 
 
 @pytest.fixture(scope="module")

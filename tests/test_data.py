@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from conftest import DATA
-from gpt2eval.data import KNOWN_SHA256, DataSource, read_jsonl, sha256_of
+from gpt2eval.api.data import KNOWN_SHA256, DataSource, read_jsonl, sha256_of
 from gpt2eval.errors import DataError, UserError
 
 

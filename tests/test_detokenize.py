@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt2eval.detokenize import count_original_tokens, ptb_detokenize, wikitext_detokenize
-from gpt2eval.stopwords import ENGLISH_STOPWORDS
+from gpt2eval.protocols.detokenize import count_original_tokens, ptb_detokenize, wikitext_detokenize
+from gpt2eval.protocols.stopwords import ENGLISH_STOPWORDS
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, REPO
-from gpt2eval import distributed
-from gpt2eval.cache import ResultCache
-from gpt2eval.distributed import Share, WorkerFailed, Workers
+from gpt2eval.distributed import workers as distributed
+from gpt2eval.cache.store import ResultCache
+from gpt2eval.distributed.workers import Share, WorkerFailed, Workers
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
        "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -162,7 +162,7 @@ def test_a_worker_whose_process_is_gone_is_named(tmp_path):
 
 def test_plan_takes_the_number_of_workers(tmp_path, capsys):
     from conftest import TOKENIZER_DIR
-    from gpt2eval.cli import main
+    from gpt2eval.cli.main import main
     rows = {}
     for n in (1, 4):
         out = tmp_path / f"plan{n}.json"

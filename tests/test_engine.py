@@ -5,8 +5,8 @@ import random
 import pytest
 import torch
 
-from gpt2eval.engine import Engine, ScoreItem, rolling_windows, target_logprobs
-from gpt2eval.requests import Loglikelihood, RollingLoglikelihood
+from gpt2eval.engine.engine import Engine, ScoreItem, rolling_windows, target_logprobs
+from gpt2eval.api.requests import Loglikelihood, RollingLoglikelihood
 
 EOT = 50256
 TEXTS = ["The cat sat on the mat.", "Hello world, this is GPT-2.", "In 1998 the company moved to",

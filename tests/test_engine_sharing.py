@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import DATA, REPO
-from gpt2eval.encode import ScoreItem, prefix_groups, unique_prefix_tokens
-from gpt2eval.forward import fused_gpt2
-from gpt2eval.requests import Decoding, Generation, Loglikelihood, LoglikelihoodResult
-from gpt2eval.schedule import Scheduler, padded_tokens
+from gpt2eval.engine.encode import ScoreItem, prefix_groups, unique_prefix_tokens
+from gpt2eval.engine.forward import fused_gpt2
+from gpt2eval.api.requests import Decoding, Generation, Loglikelihood, LoglikelihoodResult
+from gpt2eval.engine.schedule import Scheduler, padded_tokens
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import mc_workload  # noqa: E402

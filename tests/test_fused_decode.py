@@ -3,10 +3,10 @@ logits of the model's own forward over their whole sequence, and the decode path
 import pytest
 import torch
 
-from gpt2eval import decode
-from gpt2eval.forward import fused_gpt2, gpt2_hidden_states
-from gpt2eval.fused_decode import ContextDecoder, stack_contexts
-from gpt2eval.requests import Decoding, Generation
+from gpt2eval.engine import decode
+from gpt2eval.engine.forward import fused_gpt2, gpt2_hidden_states
+from gpt2eval.engine.fused_decode import ContextDecoder, stack_contexts
+from gpt2eval.api.requests import Decoding, Generation
 
 
 def own_logits(model, ids: list[int]) -> torch.Tensor:
@@ -114,10 +114,10 @@ def test_lambada_predictions_equal_those_of_decoding_every_token(tokenizer):
     complete leaves every prediction as decoding all 5 / 6 tokens gives, with fewer steps."""
     from dataclasses import replace
     from conftest import DATA, SHARED
-    from gpt2eval.engine import Engine
-    from gpt2eval.model import load
-    from gpt2eval.data import DataSource
-    from gpt2eval.task import select
+    from gpt2eval.engine.engine import Engine
+    from gpt2eval.models.load import load
+    from gpt2eval.api.data import DataSource
+    from gpt2eval.api.task import select
     lm = load(str(SHARED / "models" / "tiny-lambada"), device="cpu", dtype="float32")
     task = select(["lambada"])[0]
     examples = task.load(DataSource(DATA)).examples[:60]

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import DATA
-from gpt2eval.generate import ContextTooLong, encode_prompt, generate_all
-from gpt2eval.requests import Decoding, Generation
+from gpt2eval.engine.encode import ContextTooLong, encode_prompt
+from gpt2eval.api.requests import Decoding, Generation
 
 PROMPTS = ["A", "Hello world", "The quick brown fox jumps over the lazy dog and then",
            "Q: Who was the man behind The Chipmunks?\nA:", "In 1998 the company moved to",
@@ -118,8 +118,8 @@ def coqa_requests():
 def test_prefix_reuse_gives_identical_outputs_and_saves_prefill(engine_factory, tokenizer, batch_size):
     reqs = coqa_requests()
     plain, reused = engine_factory(batch_size=batch_size), engine_factory(batch_size=batch_size)
-    want = generate_all(plain, reqs, reuse_prefix=False)
-    got = generate_all(reused, reqs, reuse_prefix=True)
+    want = plain.generate(reqs, reuse_prefix=False)
+    got = reused.generate(reqs, reuse_prefix=True)
     assert [vars(r) for r in got] == [vars(r) for r in want]
     lengths = [len(tokenizer(r.context)["input_ids"]) for r in reqs]
     story = len(tokenizer(reqs[0].prefix)["input_ids"])
@@ -132,9 +132,9 @@ def test_prefix_reuse_with_sampling_and_truncated_variants(engine_factory):
     articles = ["The council met on Monday to discuss the new budget for the town. " * k for k in (2, 30)]
     reqs = [Generation(a + hint, 20, decoding=Decoding(top_k=2), seed_key=f"{i}/{hint}", prefix=a,
                        truncate="prefix_end") for i, a in enumerate(articles) for hint in ("\nTL;DR:", "")]
-    want = generate_all(engine_factory(window=256, batch_size=3), reqs, reuse_prefix=False)
+    want = engine_factory(window=256, batch_size=3).generate(reqs, reuse_prefix=False)
     engine = engine_factory(window=256, batch_size=3)
-    got = generate_all(engine, reqs)
+    got = engine.generate(reqs)
     assert [vars(r) for r in got] == [vars(r) for r in want]
     assert got[2].truncated_tokens > 0 and got[3].truncated_tokens > 0
     assert engine.stats["prefill_tokens"] < sum(r.prompt_tokens for r in got)
@@ -146,6 +146,6 @@ def test_prefix_not_a_token_prefix_falls_back(engine_factory, tokenizer):
     assert tokenizer(story)["input_ids"][-1] == 628
     reqs = [Generation(story + f"Q: question {i}?\nA:", 6, prefix=story) for i in range(3)]
     engine = engine_factory()
-    got = generate_all(engine, reqs)
+    got = engine.generate(reqs)
     assert engine.stats["prefill_tokens"] == sum(len(tokenizer(r.context)["input_ids"]) for r in reqs)
-    assert [vars(r) for r in got] == [vars(r) for r in generate_all(engine_factory(), reqs, reuse_prefix=False)]
+    assert [vars(r) for r in got] == [vars(r) for r in engine_factory().generate(reqs, reuse_prefix=False)]

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import DATA
-from gpt2eval.cli import main
-from gpt2eval.encode import BadRequest
-from gpt2eval.requests import Decoding, Generation, Loglikelihood, RollingLoglikelihood
+from gpt2eval.cli.main import main
+from gpt2eval.engine.encode import BadRequest
+from gpt2eval.api.requests import Decoding, Generation, Loglikelihood, RollingLoglikelihood
 
 WORDS = " the cat sat on a mat and then"  # 8 GPT-2 tokens
 
@@ -75,9 +75,9 @@ def test_the_command_line_says_which_task_and_request_in_one_line(tiny_model_dir
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "toolong.py").write_text(textwrap.dedent('''
-        from gpt2eval.data import Dataset
-        from gpt2eval.requests import Loglikelihood
-        from gpt2eval.task import Metric, Scored, Task
+        from gpt2eval.api.data import Dataset
+        from gpt2eval.api.requests import Loglikelihood
+        from gpt2eval.api.task import Metric, Scored, Task
 
         class TooLong(Task):
             name = "toolong"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpt2eval import forward as forward_module
-from gpt2eval import heads as heads_module
-from gpt2eval.requests import Loglikelihood
+from gpt2eval.engine import forward as forward_module
+from gpt2eval.engine import heads as heads_module
+from gpt2eval.api.requests import Loglikelihood
 
 
 def spy(monkeypatch, name):
@@ -64,7 +64,7 @@ def arch_model(request, tmp_path_factory):
     import transformers
 
     from conftest import TOKENIZER_DIR
-    from gpt2eval.model import load, load_tokenizer
+    from gpt2eval.models.load import load, load_tokenizer
     config_class, extra, exact = ARCHITECTURES[request.param]
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(getattr(transformers, config_class)(**COMMON, **extra))
@@ -84,8 +84,8 @@ def own_forward(model, ids: list[int]) -> torch.Tensor:
 
 
 def test_log_likelihoods_equal_log_softmax_of_the_models_own_forward(arch_model, tokenizer):
-    from gpt2eval.engine import Engine
-    from gpt2eval.requests import RollingLoglikelihood
+    from gpt2eval.engine.engine import Engine
+    from gpt2eval.api.requests import RollingLoglikelihood
     name, lm, exact = arch_model
     engine = Engine(lm.model, lm.tokenizer, batch_size=3, progress=False)
     assert engine.window == 256 and forward_module.head_only(lm.model) == exact
@@ -98,7 +98,7 @@ def test_log_likelihoods_equal_log_softmax_of_the_models_own_forward(arch_model,
         assert res.token_logprobs == pytest.approx(want, rel=1e-5, abs=1e-5), name
         assert res.token_is_greedy == [bool(lp[len(ctx) - 1 + j].argmax() == t) for j, t in enumerate(cont)]
     (rolled,) = engine.rolling_loglikelihood([RollingLoglikelihood(TEXT)])  # several 256-token windows
-    from gpt2eval.encode import rolling_windows
+    from gpt2eval.engine.encode import rolling_windows
     windows = rolling_windows(tokenizer(TEXT)["input_ids"], 50256, 256, None)
     assert len(windows) == 3
     want = []
@@ -125,7 +125,7 @@ def test_the_blocked_head_alone_would_be_wrong_where_the_head_does_more(arch_mod
 
 
 def test_scoring_in_blocks_of_positions_gives_the_same_answers(arch_model, tokenizer, monkeypatch):
-    from gpt2eval.engine import Engine
+    from gpt2eval.engine.engine import Engine
     name, lm, exact = arch_model
     if exact:
         monkeypatch.setattr(heads_module, "HEAD_ONLY", set())  # the own-logits path for this one too
@@ -145,9 +145,9 @@ def test_scoring_in_blocks_of_positions_gives_the_same_answers(arch_model, token
 
 def test_generation_and_scoring_agree(arch_model, tokenizer):
     """Greedy generation calls the model's own forward; scoring what it generated finds every token greedy."""
-    from gpt2eval.encode import ScoreItem
-    from gpt2eval.engine import Engine
-    from gpt2eval.requests import Generation
+    from gpt2eval.engine.encode import ScoreItem
+    from gpt2eval.engine.engine import Engine
+    from gpt2eval.api.requests import Generation
     name, lm, exact = arch_model
     engine = Engine(lm.model, lm.tokenizer, batch_size=2, progress=False)
     contexts = ["The committee met on Tuesday to", "After a long debate, the members"]

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import DATA, SHARED
-from gpt2eval.cli import main
-from gpt2eval.data import DataSource
-from gpt2eval.decode import suppressed_ids
-from gpt2eval.stopwords import BFLM_STOPWORDS, ENGLISH_STOPWORDS
-from gpt2eval.task import select
+from gpt2eval.cli.main import main
+from gpt2eval.api.data import DataSource
+from gpt2eval.engine.decode import suppressed_ids
+from gpt2eval.protocols.stopwords import BFLM_STOPWORDS, ENGLISH_STOPWORDS
+from gpt2eval.api.task import select
 
 TINY = SHARED / "models" / "tiny-lambada"
 
@@ -74,8 +74,8 @@ def test_bflm_filter_bans_mid_word_stop_word_tokens_the_nltk_filter_allows(token
 
 
 def test_suppress_mode_is_checked_and_keys_the_cache():
-    from gpt2eval.encode import generation_key
-    from gpt2eval.requests import Decoding, Generation
+    from gpt2eval.engine.encode import generation_key
+    from gpt2eval.api.requests import Decoding, Generation
     with pytest.raises(ValueError, match="suppress_mode"):
         Decoding(suppress_words=("the",), suppress_mode="anywhere")
     engine = SimpleNamespace(seed=0)

@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from gpt2eval.encode import Encoder
-from gpt2eval.requests import Loglikelihood, RollingLoglikelihood
+from gpt2eval.engine.encode import Encoder
+from gpt2eval.api.requests import Loglikelihood, RollingLoglikelihood
 
 
-@pytest.mark.parametrize("module", ["gpt2eval.compare", "gpt2eval.score", "gpt2eval.encode", "gpt2eval.plan",
-                                    "gpt2eval.sizes", "gpt2eval.report", "gpt2eval.cli"])
+@pytest.mark.parametrize("module", ["gpt2eval.reporting.compare", "gpt2eval.cli.score", "gpt2eval.engine.encode", "gpt2eval.cli.plan",
+                                    "gpt2eval.models.sizes", "gpt2eval.reporting.report", "gpt2eval.cli.main"])
 def test_modules_without_a_model_do_not_import_torch(module):
     probe = f"import sys, {module}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)

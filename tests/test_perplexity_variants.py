@@ -5,10 +5,10 @@ import math
 import pytest
 
 from conftest import DATA
-from gpt2eval.data import DataSource
-from gpt2eval.detokenize import ptb_detokenize
-from gpt2eval.requests import RollingResult
-from gpt2eval.task import select
+from gpt2eval.api.data import DataSource
+from gpt2eval.protocols.detokenize import ptb_detokenize
+from gpt2eval.api.requests import RollingResult
+from gpt2eval.api.task import select
 
 
 def load(name):
@@ -19,7 +19,7 @@ def load(name):
 @pytest.mark.parametrize("name,n_words", [("ptb", 82430 - 3761), ("wikitext103", 245569 - 4358),
                                           ("wikitext2", 245569 - 4358)])
 def test_word_denominator_is_the_original_tokens_without_eos(name, n_words):
-    from gpt2eval.perplexity import count_words
+    from gpt2eval.protocols.perplexity import count_words
     _, ds = load(name)
     assert sum(count_words(o) for o, _ in ds.examples) == n_words
 
@@ -48,7 +48,7 @@ def test_per_article_tasks_split_where_lm_eval_does(name):
     k = titles.index("= Constant k filter =")  # two formula lines of it pass lm-eval's rule, kept as it is
     assert titles[k + 1].startswith("= 1 ") and titles[k + 2].startswith("= 1 ")
     assert not any(a[0][0].startswith(" = = ") for a in ds.examples)
-    from gpt2eval.detokenize import count_original_tokens
+    from gpt2eval.protocols.detokenize import count_original_tokens
     assert sum(count_original_tokens(o) for a in ds.examples for o, _ in a) == 245569
     reqs = t.requests(ds.examples)
     assert len(reqs) == 62 and reqs[1].text.startswith("= Du Fu =")
@@ -98,7 +98,7 @@ def test_variant_tasks_run_and_pair_with_their_base_tasks_paper_rows(tiny_model_
     import csv
     import json
 
-    from gpt2eval.cli import main
+    from gpt2eval.cli.main import main
     out = tmp_path / "run"
     assert main(["--model", str(tiny_model_dir), "--tasks", "wikitext2_per_article,ptb_n_digit",
                  "--data-dir", str(DATA), "--limit", "2", "--output", str(out), "--reference-size", "small",

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from gpt2eval.plan import (causal_pairs, count_work, forward_flops, non_embedding_params, total_params)
-from gpt2eval.requests import Generation, Loglikelihood, RollingLoglikelihood
-from gpt2eval.task import Task
+from gpt2eval.cli.plan import (causal_pairs, count_work, forward_flops, non_embedding_params, total_params)
+from gpt2eval.api.requests import Generation, Loglikelihood, RollingLoglikelihood
+from gpt2eval.api.task import Task
 
 from conftest import DATA, TOKENIZER_DIR
 
@@ -27,7 +27,7 @@ class Fixed(Task):
     ("small", 12, 768, 124_439_808), ("medium", 24, 1024, 354_823_168),
     ("large", 36, 1280, 774_030_080), ("xl", 48, 1600, 1_557_611_200)])
 def test_parameter_counts_are_the_public_checkpoints(size, layers, width, params):
-    from gpt2eval.model import SIZES
+    from gpt2eval.models.load import SIZES
     assert SIZES[size][2] == (layers, width)
     assert total_params(layers, width) == params
     assert total_params(layers, width) - non_embedding_params(layers, width) == (50257 + 1024) * width
@@ -89,7 +89,7 @@ def test_counts_equal_what_the_engine_forwards(engine_factory, tokenizer):
 
 
 def test_plan_subcommand(tmp_path, capsys, tokenizer):
-    from gpt2eval.cli import main
+    from gpt2eval.cli.main import main
     out = tmp_path / "plan.json"
     assert main(["plan", "--sizes", "small,xl", "--tasks", "lambada", "--limit", "3", "--tokenizer",
                  str(TOKENIZER_DIR), "--data-dir", str(DATA), "--peak-tflops", "989,100", "--json", str(out)]) == 0
@@ -109,7 +109,7 @@ def test_plan_subcommand(tmp_path, capsys, tokenizer):
 
 
 def test_plan_rejects_unknown_size(capsys):
-    from gpt2eval.cli import main
+    from gpt2eval.cli.main import main
     assert main(["plan", "--sizes", "huge", "--tokenizer", str(TOKENIZER_DIR)]) == 2
     assert "unknown size" in capsys.readouterr().err
 
@@ -137,7 +137,7 @@ def test_shared_contexts_counted_as_the_engine_forwards_them(engine_factory, tok
 
 
 def test_decode_steps_are_memory_bound_in_the_lower_bound(tokenizer):
-    from gpt2eval.plan import Plan, decode_reads
+    from gpt2eval.cli.plan import Plan, decode_reads
     assert decode_reads([(10, 5), (8, 5), (3, 2)], budget=30) == (4 + 1, 2 * (11 + 12 + 13 + 14) + 4)
     w = count_work(Fixed([Generation(HELLO, max_new_tokens=100)]), [None], tokenizer)
     (row,) = Plan(["xl"], {"peak": 989.0}, [w]).rows()
@@ -152,7 +152,7 @@ def test_decode_steps_are_memory_bound_in_the_lower_bound(tokenizer):
 def test_plan_of_the_paper_offline_prices_what_it_can(capsys, monkeypatch):
     """enwik8, text8 and 1BW are not in ../shared/data: offline, plan stops on the first with one
     line naming the way out, and with --skip-unavailable prices the rest and lists those three."""
-    from gpt2eval.cli import main
+    from gpt2eval.cli.main import main
     monkeypatch.setenv("GPT2EVAL_CACHE_DIR", "/nonexistent-gpt2eval-cache")
     args = ["plan", "--sizes", "small", "--tasks", "winograd,enwik8,text8,1bw", "--limit", "2", "--tokenizer",
             str(TOKENIZER_DIR), "--data-dir", str(DATA)]

@@ -19,12 +19,12 @@ import pytest
 import torch
 
 from conftest import DATA, REPO, TOKENIZER_DIR
-from gpt2eval import data as data_module
-from gpt2eval.cache import ResultCache
-from gpt2eval.cli import main
+from gpt2eval.api import data as data_module
+from gpt2eval.cache.store import ResultCache
+from gpt2eval.cli.main import main
 from gpt2eval.errors import UserError
 from gpt2eval.io import write_json
-from gpt2eval.requests import Decoding, Generation, Loglikelihood
+from gpt2eval.api.requests import Decoding, Generation, Loglikelihood
 
 LIMIT = 200  # lambada passages: 200 log-likelihoods, then 2 x 200 generations (two stop-word filters)
 ITEMS = 3 * LIMIT
@@ -217,7 +217,7 @@ def fail_batches_above(monkeypatch, target, limit: int) -> list[int]:
 
 def fail_fused_batches_above(monkeypatch, limit: int) -> list[int]:
     """The same for the fused GPT-2 scoring forward, which never calls the modules' forward."""
-    from gpt2eval import forward
+    from gpt2eval.engine import forward
     real, sizes = forward.gpt2_hidden_states, []
 
     def fused(model, ids, **kw):  # kw: positions / past / key mask of a forward continuing a prefix
@@ -231,7 +231,7 @@ def fail_fused_batches_above(monkeypatch, limit: int) -> list[int]:
 
 def fail_fused_decodes_above(monkeypatch, limit: int) -> list[int]:
     """The same for the fused GPT-2 decode step (fused_decode.py), by rows."""
-    from gpt2eval.fused_decode import ContextDecoder
+    from gpt2eval.engine.fused_decode import ContextDecoder
     real, sizes = ContextDecoder.step, []
 
     def step(self, ids, active):
@@ -316,7 +316,7 @@ def odd_models(tmp_path_factory) -> dict[str, Path]:
     256-token context."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from gpt2eval.model import load_tokenizer
+    from gpt2eval.models.load import load_tokenizer
     root, tok = tmp_path_factory.mktemp("odd-models"), load_tokenizer(str(TOKENIZER_DIR))
     folders = {}
     for name, kw in {"vocab": {"vocab_size": 50300}, "short": {"n_positions": 256}, "notok": {}}.items():

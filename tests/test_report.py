@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gpt2eval.cli import main
-from gpt2eval.compare import TIDY_COLUMNS, grid, load_references
+from gpt2eval.cli.main import main
+from gpt2eval.reporting.compare import TIDY_COLUMNS, grid, load_references
 from gpt2eval.paths import reference_dir
-from gpt2eval.report import collect, load_runs
+from gpt2eval.reporting.report import collect, load_runs
 
 from conftest import DATA
 
@@ -224,7 +224,7 @@ def test_compare_rejects_a_folder_without_runs(tmp_path, capsys):
 
 def test_a_multi_model_run_writes_the_report(tiny_model_dir, tmp_path):
     from gpt2eval.runner import RunConfig, evaluate
-    from gpt2eval.task import select
+    from gpt2eval.api.task import select
     second = tmp_path / "tiny-b"
     shutil.copytree(tiny_model_dir, second)
     out = tmp_path / "run"
@@ -250,7 +250,7 @@ def test_metrics_filter_and_unknown_metric(runs, tmp_path, capsys):
 
 def test_a_model_matching_no_paper_size_is_plotted_at_its_parameter_count(runs, tmp_path):
     import matplotlib.image
-    from gpt2eval.plots import panel_png, render
+    from gpt2eval.reporting.plots import panel_png, render
     custom = write_run(tmp_path / "custom", None, "2025-03-01T00:00:00+00:00",
                        {"lambada": task_block({"ppl": 80.0, "acc": 20.0, "acc_stopword_filter": 19.0}, LAMBADA_INFO,
                                               500, 5153, "lambada_test.jsonl")}, model_id="/m/tiny-model")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2eval.cli import main
+from gpt2eval.cli.main import main
 
 from test_report import LAMBADA, LAMBADA_INFO, PTB, PTB_INFO, task_block, write_run
 

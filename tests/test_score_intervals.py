@@ -6,8 +6,8 @@ import json
 import pytest
 
 from conftest import DATA
-from gpt2eval.cli import main
-from gpt2eval.data import read_json, read_jsonl
+from gpt2eval.cli.main import main
+from gpt2eval.api.data import read_json, read_jsonl
 from gpt2eval.metrics import coqa, triviaqa
 from gpt2eval.metrics.summarization import first_sentences
 

@@ -4,9 +4,9 @@ import math
 import pytest
 
 from conftest import DATA
-from gpt2eval.data import KNOWN_SHA256, DataSource, sha256_text, text_from_hub_lines
-from gpt2eval.requests import GenerationResult, LoglikelihoodResult, RollingResult
-from gpt2eval.task import select
+from gpt2eval.api.data import KNOWN_SHA256, DataSource, sha256_text, text_from_hub_lines
+from gpt2eval.api.requests import GenerationResult, LoglikelihoodResult, RollingResult
+from gpt2eval.api.task import select
 
 
 def task(name):
@@ -52,7 +52,7 @@ def test_lambada_requests_filter_stop_words():
 @pytest.mark.parametrize("name,n_lines,n_orig", [("ptb", 3761, 82430), ("wikitext103", 4358, 245569),
                                                  ("wikitext2", 4358, 245569)])
 def test_perplexity_tasks_load_whole_files(name, n_lines, n_orig):
-    from gpt2eval.detokenize import count_original_tokens
+    from gpt2eval.protocols.detokenize import count_original_tokens
     t = task(name)
     ds = t.load(DataSource(DATA))
     assert len(ds.examples) == ds.n_full == n_lines

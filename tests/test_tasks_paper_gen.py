@@ -9,13 +9,13 @@ import pytest
 import sacrebleu
 
 from conftest import DATA
-from gpt2eval import task as task_module
-from gpt2eval.cli import main
-from gpt2eval.compare import TABLE3, grid, load_references, other_rows, table3_rows
-from gpt2eval.data import DataSource
+from gpt2eval.api import task as task_module
+from gpt2eval.cli.main import main
+from gpt2eval.reporting.compare import TABLE3, grid, load_references, other_rows, table3_rows
+from gpt2eval.api.data import DataSource
 from gpt2eval.errors import DataError, UserError
 from gpt2eval.metrics import squad
-from gpt2eval.task import PAPER_TASKS, discover, expand, select
+from gpt2eval.api.task import PAPER_TASKS, discover, expand, select
 
 LIMIT = 3
 WMT = DATA / "wmt14"

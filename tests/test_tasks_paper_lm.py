@@ -19,12 +19,12 @@ import zipfile
 import pytest
 
 from conftest import REPO
-from gpt2eval import download
-from gpt2eval.cli import main
-from gpt2eval.data import DataSource
-from gpt2eval.detokenize import one_billion_word_detokenize
+from gpt2eval.protocols import download
+from gpt2eval.cli.main import main
+from gpt2eval.api.data import DataSource
+from gpt2eval.protocols.detokenize import one_billion_word_detokenize
 from gpt2eval.errors import DataError
-from gpt2eval.task import select
+from gpt2eval.api.task import select
 
 SPLIT = 5_000_000
 SENTENCES = ["The council said on Tuesday it would review the plan , which critics say is too costly .",
@@ -243,7 +243,7 @@ def test_the_three_tasks_run_with_their_files_in_place(tmp_path, cache, monkeypa
     assert set(tasks["enwik8"]["metrics"]) == {"bits_per_byte", "token_ppl"}
     assert tasks["text8"]["metric_info"]["bits_per_char"]["reference"] == "text8/bits_per_char"
     assert tasks["1bw"]["metric_info"]["ppl"]["reference"] == "1bw/ppl"
-    for t in tasks.values():  # every metric has its interval, computed from the sample rows (gpt2eval.uncertainty)
+    for t in tasks.values():  # every metric has its interval, computed from the sample rows (gpt2eval.api.uncertainty)
         assert set(t["intervals"]) == set(t["metrics"])
         assert not any("point_mismatch" in iv for iv in t["intervals"].values())
     rows = (out / "samples/1bw.jsonl").read_text().splitlines()

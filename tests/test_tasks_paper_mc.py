@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from conftest import DATA
-from gpt2eval import multiple_choice as mc
-from gpt2eval.data import DataSource
-from gpt2eval.detokenize import cbt_detokenize
+from gpt2eval.protocols import multiple_choice as mc
+from gpt2eval.api.data import DataSource
+from gpt2eval.protocols.detokenize import cbt_detokenize
 from gpt2eval.errors import DataError
-from gpt2eval.requests import Loglikelihood, LoglikelihoodResult
-from gpt2eval.task import select
+from gpt2eval.api.requests import Loglikelihood, LoglikelihoodResult
+from gpt2eval.api.task import select
 
 
 def task(name):
@@ -172,7 +172,7 @@ def test_winograd_xml_substitution_against_llm_foundry(tmp_path):
 
 
 def test_winograd_malformed_jsonl(tmp_path, monkeypatch):
-    from gpt2eval.data import KNOWN_SHA256
+    from gpt2eval.api.data import KNOWN_SHA256
     (tmp_path / "winograd").mkdir()
     path = tmp_path / "winograd/llmfoundry_winograd_wsc.jsonl"
     good = (DATA / "winograd/llmfoundry_winograd_wsc.jsonl").read_text().splitlines()

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from gpt2eval import uncertainty as u
-from gpt2eval.cli import main
+from gpt2eval.api import uncertainty as u
+from gpt2eval.cli.main import main
 
 from conftest import DATA, SHARED
 

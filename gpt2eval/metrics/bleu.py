@@ -25,7 +25,7 @@ def bleu_spread(hypotheses: list[str], references: list[str]):
     """The interval's spread for corpus BLEU: each segment's n-gram match counts, totals and
     lengths (sacrebleu's own sufficient statistics, as its paired bootstrap uses them), BLEU
     recomputed from their sums on every resample of the segments."""
-    from ..uncertainty import summed
+    from ..api.uncertainty import summed
     bleu = _bleu()
     stats = bleu._extract_corpus_statistics(list(hypotheses), [list(references)])
     return summed(stats, lambda sums: bleu._compute_score_from_stats([int(round(x)) for x in sums]).score,

@@ -45,7 +45,7 @@ def read_nq_open(path) -> list[dict]:
     """NQ-open JSONL (``{"question": str, "answer": [str, ...]}`` per line) as
     ``{"line", "question", "answers"}``; the natural_questions task and `run_eval.py score` both
     read gold files with this. A bad line is one error naming the file and the line."""
-    from ..data import read_text
+    from ..api.data import read_text
     from ..errors import DataError
     out = []
     for n, line in enumerate(read_text(Path(path)).split("\n"), 1):

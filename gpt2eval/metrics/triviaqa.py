@@ -119,7 +119,7 @@ def questions_from_jsonl(rows: list[dict]) -> list[dict]:
 def read_gold_file(path) -> list[dict]:
     """Questions of a gold file: llm-foundry JSONL by its extension, else official JSON. The
     triviaqa task and `run_eval.py score` both read gold files with this, so ids agree."""
-    from ..data import read_json, read_jsonl
+    from ..api.data import read_json, read_jsonl
     from ..errors import DataError
     try:
         if str(path).endswith(".jsonl"):

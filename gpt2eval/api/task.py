@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import Dataset, DataSource
-from .errors import UserError
-from .paths import builtin_tasks_dir
+from ..errors import UserError
+from ..paths import builtin_tasks_dir
 from .requests import Request, Result
 from .uncertainty import Spread
 
@@ -41,7 +41,7 @@ class Scored:
     """A task's verdict: metrics, one sample row per example, and extra files (path -> JSON object, or
     a str written as plain text).
 
-    spread: per metric, what its confidence interval is computed from (gpt2eval.uncertainty:
+    spread: per metric, what its confidence interval is computed from (gpt2eval.api.uncertainty:
     binomial, mean, ratio, summed, corpus of per-example values). pairs: extra pairs of metrics
     to compare on the same examples (metrics sharing a reference row are paired anyway).
     """

@@ -6,7 +6,7 @@ salesforce/awd-lstm-lm's data/enwik8/prep_enwik8.py, which public getdata.sh scr
 gluon-nlp's scripts/datasets/language_modeling/prepare_lm.py for both files). The split is scored
 as ONE stream, like the other LM tasks: `RollingLoglikelihood`, disjoint 1,024-token windows, the
 first token after <|endoftext|>. The total NLL in bits is divided by the number of original units
-(the paper divides "by the number of canonical units"). The archive comes from `gpt2eval.download`
+(the paper divides "by the number of canonical units"). The archive comes from `gpt2eval.protocols.download`
 (--data-dir, cache, or download, checksum-verified).
 
 An example is a piece of the split (a line of enwik8, a block of text8): each piece's NLL is the
@@ -19,12 +19,12 @@ import hashlib
 import math
 import zipfile
 
-from .data import Dataset
+from ..api.data import Dataset
 from .download import Remote, obtain
-from .errors import DataError
-from .requests import RollingLoglikelihood
-from .task import Metric, Scored, Task
-from .uncertainty import ratio
+from ..errors import DataError
+from ..api.requests import RollingLoglikelihood
+from ..api.task import Metric, Scored, Task
+from ..api.uncertainty import ratio
 
 TEST_UNITS = 5_000_000
 STREAM = "one stream, disjoint 1024-token windows, first token after <|endoftext|>"

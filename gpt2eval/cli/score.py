@@ -8,7 +8,7 @@ ones; Natural Questions, the NQ-open JSONL and a JSON object from question to an
 plain text, one segment per line (sacrebleu's convention); CNN/Daily Mail, a JSONL of articles
 (`id` and `reference`, `reference_tokenized` or `highlights`) and a JSON object from id to summary.
 
-Every metric gets the interval the task gives it (gpt2eval.uncertainty, through the same
+Every metric gets the interval the task gives it (gpt2eval.api.uncertainty, through the same
 `summarize` the runner calls): exact match binomial over questions, F1 and ROUGE bootstrapped means
 over questions and articles, BLEU recomputed on resampled segments. A missing prediction counts
 as a 0 in the spread, as it does in the metric.
@@ -19,13 +19,14 @@ import argparse
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, uncertainty
-from .data import read_json, read_jsonl, read_text, sha256_of
-from .errors import DataError, UserError
-from .io import write_json
-from .metrics import coqa, squad, triviaqa
-from .metrics.bleu import bleu_spread, corpus_bleu
-from .uncertainty import binomial, mean
+from .. import __version__
+from ..api import uncertainty
+from ..api.data import read_json, read_jsonl, read_text, sha256_of
+from ..errors import DataError, UserError
+from ..io import write_json
+from ..metrics import coqa, squad, triviaqa
+from ..metrics.bleu import bleu_spread, corpus_bleu
+from ..api.uncertainty import binomial, mean
 
 
 def coqa_spreads(gold: dict, preds: dict) -> dict:
@@ -126,7 +127,7 @@ def score_translation(gold_path: Path, pred_path: Path) -> tuple[dict, dict, dic
 
 
 def score_summaries(gold_path: Path, pred_path: Path) -> tuple[dict, dict, dict]:
-    from .metrics.summarization import ROUGE_TYPES, aggregate_rouge, detokenize_ptb, rouge_scores
+    from ..metrics.summarization import ROUGE_TYPES, aggregate_rouge, detokenize_ptb, rouge_scores
     gold = {}
     for n, row in enumerate(read_jsonl(gold_path, required=("id",)), 1):
         ref = row.get("reference") or row.get("highlights") or detokenize_ptb(row.get("reference_tokenized") or "")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .requests import Loglikelihood, LoglikelihoodResult
+from ..api.requests import Loglikelihood, LoglikelihoodResult
 
 SCORINGS = ("sum", "mean")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
-from .fingerprint import model_fingerprint
+from ..errors import UserError
+from ..cache.fingerprint import model_fingerprint
 from .sizes import DTYPE_NAMES, PAPER_PARAMS, SIZES  # noqa: F401 - re-exported: model.SIZES
 
 PROBE_TEXT = "Hello world, this is GPT-2."
@@ -124,7 +124,7 @@ def check_tokenizer(config, tokenizer, model_id: str) -> None:
 
 def fingerprint(model_id: str, model, dtype: str, device: str, revision: str | None) -> str:
     """Names these exact files (or hub commit), configuration, dtype, device type and library
-    versions: the model half of a result-cache key (gpt2eval.fingerprint)."""
+    versions: the model half of a result-cache key (gpt2eval.cache.fingerprint)."""
     import transformers
     commit = getattr(model.config, "_commit_hash", None) or revision
     return model_fingerprint(model_id, model.config, dtype=dtype, device_type=torch.device(device).type,

@@ -13,8 +13,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from .cache import ResultCache, default_path
-from .errors import UserError
+from .store import ResultCache, default_path
+from ..errors import UserError
 from .fingerprint import code_digest, model_label
 
 DAY_S = 86400.0

@@ -35,9 +35,9 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 from .exchange import TERMINAL, RankFiles, exchange_root, gone, merge_folder, merge_leftovers, open_rank_file, read_status
-from .io import write_json
+from ..io import write_json
 
 KILL_ENV = "GPT2EVAL_TEST_KILL"  # "RANK:N": that worker SIGKILLs itself after storing N batches (tests only)
 INIT_TIMEOUT = timedelta(hours=2)  # the start barrier waits for rank 0's merge of a large cache

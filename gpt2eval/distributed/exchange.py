@@ -28,7 +28,7 @@ def exchange_root(cache_path: Path | None, output: Path) -> Path:
 
 
 def open_rank_file(folder: Path, rank: int):
-    from .cache import ResultCache
+    from ..cache.store import ResultCache
     f = ResultCache(folder / f"rank{rank}.sqlite")
     f.conn.execute("PRAGMA journal_mode = DELETE")
     return f
@@ -53,7 +53,7 @@ class RankFiles:
         self.folder, self.conns = folder, {}
 
     def get_many(self, rank: int, keys: list[str], fingerprint: str) -> dict:
-        from .cache import ModelCache
+        from ..cache.store import ModelCache
         conn = self._conn(rank)
         return ModelCache(_File(conn, self.folder / f"rank{rank}.sqlite"), fingerprint).get_many(keys) if conn else {}
 

@@ -21,7 +21,7 @@ import torch
 from .encode import example_seed
 from .forward import cache_kw, cache_layers, cache_of, fused_gpt2, gpt2_hidden_states, make_cache, to_device
 from .fused_decode import ContextDecoder, stack_contexts
-from .requests import Generation, GenerationResult
+from ..api.requests import Generation, GenerationResult
 
 
 def suppressed_ids(tokenizer, words: tuple[str, ...], memo: dict, mode: str = "word_initial") -> list[int]:

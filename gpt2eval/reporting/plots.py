@@ -4,7 +4,7 @@ against parameter count (log scale), our values beside the paper's and any other
 The x axis uses the paper's parameter counts (117M, 345M, 762M, 1542M; the released checkpoints have
 124M, 355M, 774M, 1558M), so that our points sit on top of the paper's. A run compared with a size
 through --reference-size sits at that size; a model that matches no size sits at its own parameter
-count (a star). Our values carry their 95% intervals (gpt2eval.uncertainty) as error bars.
+count (a star). Our values carry their 95% intervals (gpt2eval.api.uncertainty) as error bars.
 Matplotlib's object API with the Agg canvas is used directly, so no global backend is switched and
 no window can open.
 """
@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 
 from .compare import TABLE4_ROUGE
-from .io import write_atomic
-from .sizes import PAPER_PARAMS, SIZES
+from ..io import write_atomic
+from ..models.sizes import PAPER_PARAMS, SIZES
 
 MARKERS = ["^", "s", "D", "v", "P"]  # other reference sources (points only: they are often sparse)
 COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]  # our metrics

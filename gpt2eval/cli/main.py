@@ -10,10 +10,12 @@ import signal
 import sys
 from pathlib import Path
 
-from . import cache_admin, plan, report
-from .cache import default_path as default_cache_path
-from .errors import UserError
-from .sizes import DTYPE_NAMES, SIZES
+from ..cache import admin as cache_admin
+from . import plan
+from ..reporting import report
+from ..cache.store import default_path as default_cache_path
+from ..errors import UserError
+from ..models.sizes import DTYPE_NAMES, SIZES
 from .score import add_score_arguments, run_score
 
 
@@ -66,8 +68,8 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from .runner import RunConfig, evaluate
-    from .task import discover, select
+    from ..runner import RunConfig, evaluate
+    from ..api.task import discover, select
     if args.list_tasks:
         for name, cls in sorted(discover(args.include_path).items()):
             print(f"{name:16s} {cls.description}")
@@ -119,7 +121,7 @@ def _make_random_model_args(p):
 
 
 def _make_random_model(args) -> int:
-    from .model import make_random_model
+    from ..models.load import make_random_model
     path = make_random_model(args.output, args.tokenizer, size=args.size, n_layer=args.n_layer,
                              n_embd=args.n_embd, seed=args.seed)
     print(f"wrote a randomly initialised GPT-2 ({args.size} shape) to {path}")

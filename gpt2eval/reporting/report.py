@@ -1,7 +1,7 @@
 """Reports over finished runs (`python run_eval.py compare RUN_DIR...`): the results.json of every
 run given (a run folder, or a folder of them such as a multi-size output) merged into one grid of
 task x metric x size, written as a terminal table, a tidy CSV, the paper's Table 3 / Table 4
-layouts, scaling plots, Markdown and a self-contained HTML page (laid out by gpt2eval.document).
+layouts, scaling plots, Markdown and a self-contained HTML page (laid out by gpt2eval.reporting.document).
 Where two runs cover one task at one size, the later (by "created") wins and the report says so."""
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 from .compare import (OTHER_COLUMNS, TIDY_COLUMNS, diffs, grid, in_interval, load_references, other_rows,
                       table3_rows, table4_columns, table4_rows, tidy_rows, write_rows)
 from .document import blocks, column_of, to_html, to_markdown
-from .errors import UserError
-from .io import write_atomic
+from ..errors import UserError
+from ..io import write_atomic
 from .plots import render, render_task, write_plots
-from .sizes import SIZES
+from ..models.sizes import SIZES
 from .summary import num
-from .uncertainty import format_ci
+from ..api.uncertainty import format_ci
 
 DEFAULT_NAMES = {"csv": "comparison_tidy.csv", "table3_csv": "table3.csv", "table4_csv": "table4.csv",
                  "other_csv": "other_experiments.csv", "markdown": "report.md", "html": "report.html", "plot": "plots"}

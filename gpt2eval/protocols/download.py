@@ -20,8 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import KNOWN_SHA256
-from .errors import DataError
+from ..api.data import KNOWN_SHA256
+from ..errors import DataError
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "GPT2EVAL_OFFLINE")
 BLOCK = 1 << 20

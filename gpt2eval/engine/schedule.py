@@ -16,8 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .encode import prefix_groups
-from .errors import UserError
-from .sizes import cuda_token_budget
+from ..errors import UserError
+from ..models.sizes import cuda_token_budget
 
 CPU_SCORING_BUDGET = 1024  # padded tokens per CPU scoring batch: activations stay in cache (measured)
 CPU_GENERATION_BUDGET = 8192  # CPU generation: more rows per step, but a key/value cache that still fits (measured)

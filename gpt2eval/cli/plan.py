@@ -25,9 +25,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .encode import Encoder, context_of, prefix_groups, shared_lengths
-from .requests import Generation, Loglikelihood, RollingLoglikelihood
-from .sizes import N_CTX, SIZES, VOCAB, cuda_token_budget
+from ..engine.encode import Encoder, context_of, prefix_groups, shared_lengths
+from ..api.requests import Generation, Loglikelihood, RollingLoglikelihood
+from ..models.sizes import N_CTX, SIZES, VOCAB, cuda_token_budget
 H100_BF16_TFLOPS = 989.0  # NVIDIA H100 SXM, dense bfloat16 tensor-core peak
 H100_HBM_TBPS = 3.35  # NVIDIA H100 SXM, HBM3 memory bandwidth (TB/s)
 H100_MEMORY_GB = 80
@@ -256,7 +256,7 @@ def make_plan(sizes: list[str], tasks: list, data, tokenizer, peaks_tflops: dict
               memory_gb: float = H100_MEMORY_GB, workers: int = 1, skip_unavailable: bool = False) -> Plan:
     """skip_unavailable: a task whose data cannot be read (offline, not yet downloaded) is listed as
     not priced instead of stopping the plan."""
-    from .errors import DataError
+    from ..errors import DataError
     plan = Plan(sizes, peaks_tflops, bandwidth_tbps=bandwidth_tbps, memory_gb=memory_gb, workers=workers)
     for task in tasks:
         try:
@@ -276,7 +276,7 @@ def measure_matmul_peak(dtype: str = "float32", n: int = 2048, seconds: float = 
     import time
 
     import torch
-    from .model import DTYPES
+    from ..models.load import DTYPES
     a, b = torch.randn(n, n, dtype=DTYPES[dtype]), torch.randn(n, n, dtype=DTYPES[dtype])
     torch.mm(a, b)
     best, end = 0.0, time.perf_counter() + seconds
@@ -312,10 +312,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .data import DataSource
-    from .errors import UserError
-    from .model import load_tokenizer
-    from .task import select
+    from ..api.data import DataSource
+    from ..errors import UserError
+    from ..models.load import load_tokenizer
+    from ..api.task import select
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
     if unknown or not sizes:

@@ -4,7 +4,7 @@ One SQLite file (stdlib sqlite3) holds the answers of every model it has seen. A
 sha256(gpt2eval version, model fingerprint, code digest, the engine's request key); the fingerprint
 names the model's files or hub commit, its configuration, the dtype, the device type and the torch
 and transformers versions, and the code digest the source of the modules that compute answers
-(gpt2eval.fingerprint). So the same request under another model, config, tokenizer, dtype, device
+(gpt2eval.cache.fingerprint). So the same request under another model, config, tokenizer, dtype, device
 class or library version, or answered by other code, never collides, and a rerun of a killed command
 recomputes only what is missing. Rows also record their model and code digest in the clear, so the
 log can say how many answers of a model were written by other code (never reused), and
@@ -27,8 +27,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from . import __version__
-from .errors import UserError
+from .. import __version__
+from ..errors import UserError
 from .fingerprint import code_digest
 
 FILENAME = "gpt2eval-cache.sqlite"

@@ -12,12 +12,12 @@ import sys
 from dataclasses import replace
 
 from .decode import finish, generate_batch, suppressed_ids
-from .distributed import ShareDone
+from ..distributed.workers import ShareDone
 from .encode import (BadRequest, ContextTooLong, Encoder, Prompt, ScoreItem, context_of, digest, rolling_windows,  # noqa: F401
                      check_request, shared_lengths, unique_prefix_tokens)
 from .forward import fused_gpt2, gpt2_hidden_states, score_batch, score_groups, target_logprobs  # noqa: F401
 from .heads import head_only
-from .requests import (Generation, GenerationResult, Loglikelihood, LoglikelihoodResult, Request, Result,
+from ..api.requests import (Generation, GenerationResult, Loglikelihood, LoglikelihoodResult, Request, Result,
                        RollingLoglikelihood, RollingResult)
 from .schedule import Scheduler
 

@@ -10,7 +10,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, summary
+from .. import __version__
+from . import summary
 from .compare import OTHER_COLUMNS, OURS, other_rows, table3_rows, table4_rows
 from .summary import num
 

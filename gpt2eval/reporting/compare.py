@@ -11,14 +11,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .errors import UserError
-from .sizes import PAPER_PARAMS, SIZES
-from .paths import reference_dir
-from .uncertainty import format_ci
+from ..errors import UserError
+from ..models.sizes import PAPER_PARAMS, SIZES
+from ..paths import reference_dir
+from ..api.uncertainty import format_ci
 
 COLUMNS = ["task", "metric", "size", "model", "ours", "stderr", "ci_low", "ci_high", "paper", "delta", "paper_in_ci",
            "n_examples", "n_full", "subset", "reference", "variant", "protocol"]
-INTERVAL = ["stderr", "ci_low", "ci_high"]  # our value's standard error and 95% interval (gpt2eval.uncertainty)
+INTERVAL = ["stderr", "ci_low", "ci_high"]  # our value's standard error and 95% interval (gpt2eval.api.uncertainty)
 BOUNDS = ["ci_low", "ci_high"]  # the wide tables' companion columns: "<column> ci_low", "<column> ci_high"
 PAPER_SOURCE_PREFIX = "Radford et al. 2019"
 REFERENCE_COLUMNS = ["task", "metric", "size", "value", "source"]
@@ -320,7 +320,7 @@ def write_rows(path: str | Path, rows: list[dict], columns: list[str] | None = N
     """Any list of dicts as a CSV (columns: the given ones, else the first row's keys)."""
     import io as _io
 
-    from .io import write_atomic
+    from ..io import write_atomic
     buf = _io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns or list(rows[0] if rows else []), extrasaction="ignore")
     writer.writeheader()

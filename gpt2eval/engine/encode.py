@@ -12,8 +12,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from .errors import UserError
-from .requests import Generation, Loglikelihood, RollingLoglikelihood
+from ..errors import UserError
+from ..api.requests import Generation, Loglikelihood, RollingLoglikelihood
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,11 @@ from __future__ import annotations
 import hashlib
 import math
 
-from .data import KNOWN_SHA256, Dataset, read_text, sha256_text, text_from_hub_lines
+from ..api.data import KNOWN_SHA256, Dataset, read_text, sha256_text, text_from_hub_lines
 from .detokenize import count_original_tokens
-from .requests import RollingLoglikelihood
-from .task import Metric, Scored, Task
-from .uncertainty import ratio
+from ..api.requests import RollingLoglikelihood
+from ..api.task import Metric, Scored, Task
+from ..api.uncertainty import ratio
 
 
 # The part of the protocol every perplexity task shares; plugins add their de-tokenizer's entries.

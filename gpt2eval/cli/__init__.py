@@ -1,0 +1,2 @@
+"""The command line (main.py) and its subcommands: plan (plan.py) and score (score.py). A run itself is
+gpt2eval/runner.py."""
