@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from gpt2eval.cli.main import main
-from gpt2eval.reporting.compare import TIDY_COLUMNS, grid, load_references
+from gpt2eval.reporting.compare import load_references
+from gpt2eval.reporting.tables import TIDY_COLUMNS, grid
 from gpt2eval.paths import reference_dir
 from gpt2eval.reporting.report import collect, load_runs
 

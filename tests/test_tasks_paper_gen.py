@@ -11,7 +11,8 @@ import sacrebleu
 from conftest import DATA
 from gpt2eval.api import task as task_module
 from gpt2eval.cli.main import main
-from gpt2eval.reporting.compare import TABLE3, grid, load_references, other_rows, table3_rows
+from gpt2eval.reporting.compare import load_references
+from gpt2eval.reporting.tables import TABLE3, grid, other_rows, table3_rows
 from gpt2eval.api.data import DataSource
 from gpt2eval.errors import DataError, UserError
 from gpt2eval.metrics import squad

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import __version__
 from . import summary
-from .compare import OTHER_COLUMNS, OURS, other_rows, table3_rows, table4_rows
+from .tables import OTHER_COLUMNS, OURS, other_rows, table3_rows, table4_rows
 from .summary import num
 
 

@@ -14,7 +14,7 @@ import io
 import re
 from pathlib import Path
 
-from .compare import TABLE4_ROUGE
+from .tables import TABLE4_ROUGE
 from ..io import write_atomic
 from ..models.sizes import PAPER_PARAMS, SIZES
 

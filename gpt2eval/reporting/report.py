@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .compare import (OTHER_COLUMNS, TIDY_COLUMNS, diffs, grid, in_interval, load_references, other_rows,
-                      table3_rows, table4_columns, table4_rows, tidy_rows, write_rows)
+from .compare import diffs, in_interval, load_references, write_rows
+from .tables import OTHER_COLUMNS, TIDY_COLUMNS, grid, other_rows, table3_rows, table4_columns, table4_rows, tidy_rows
 from .document import blocks, column_of, to_html, to_markdown
 from ..errors import UserError
 from ..io import write_atomic

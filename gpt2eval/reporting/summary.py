@@ -2,12 +2,11 @@
 value for, with the protocol variant closest to the paper marked), one small table per task (metric
 variant x size: ours with its 95% interval, paper, delta, whether the paper's value lies inside
 our interval, n), the paired differences between protocol variants, and CNN/DM's spread across
-draws. Input: the comparison grid's cells (gpt2eval.reporting.compare.grid) and the winning runs; output:
+draws. Input: the comparison grid's cells (gpt2eval.reporting.tables.grid) and the winning runs; output:
 (header, rows of strings) for the Markdown and HTML renderers."""
 from __future__ import annotations
 
 from .compare import diffs, in_interval
-
 OUTSIDE, INSIDE = "no", "yes"   # "paper value within our 95% interval"
 
 
