@@ -46,7 +46,7 @@ def measure(lm, requests, *, batch_size, reuse_prefix: bool = True) -> dict:
     t0 = time.perf_counter()
     results = engine.generate(requests, reuse_prefix=reuse_prefix)
     wall = time.perf_counter() - t0
-    return {"requests": len(requests), "wall_s": wall, "prefill_tokens": engine.stats.get("prefill_tokens", 0),
+    return {"requests": len(requests), "wall_s": wall, "prefill_tokens": engine.stats.prefill_tokens,
             "generated_tokens": sum(r.n_tokens for r in results), "texts": [r.raw_text for r in results]}
 
 

@@ -84,8 +84,8 @@ def multiple_choice(args) -> dict:
         t0 = time.perf_counter()
         results = engine.run(reqs)
         wall = time.perf_counter() - t0
-        rows[name] = {"wall_s": wall, "tokens_forwarded": engine.stats["tokens_forwarded"],
-                      "unique_prompt_tokens": engine.stats["unique_prompt_tokens"],
+        rows[name] = {"wall_s": wall, "tokens_forwarded": engine.stats.tokens_forwarded,
+                      "unique_prompt_tokens": engine.stats.unique_prompt_tokens,
                       "logprobs": [r.logprob for r in results]}
     shared, whole = rows["shared"], rows["whole"]
     return {"questions": args.mc_questions, "requests": len(reqs), **{k: {x: v for x, v in r.items() if x != "logprobs"}

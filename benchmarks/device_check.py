@@ -109,16 +109,16 @@ def check_context_decode(model, rng) -> float:
     from gpt2eval.engine.encode import ScoreItem
     from gpt2eval.engine.forward import score_batch
     from gpt2eval.api.requests import Generation
-    stats = {"forward_s": 0.0, "tokens_forwarded": 0, "prefill_tokens": 0, "items_computed": 0}
     ctxs = [[rng.randrange(50256) for _ in range(rng.randint(20, 120))] for _ in range(8)]
     items = [ScoreItem(tuple(c), (rng.randrange(50256),)) for c in ctxs]  # context = all ids but the target's
-    _, seeds = score_batch(model, items, 50256, stats, keep={b: len(c) for b, c in enumerate(ctxs)})
+    seeds = score_batch(model, items, 50256, keep={b: len(c) for b, c in enumerate(ctxs)}).seeds
     reqs = [Generation("", 8)] * len(ctxs)
-    kw = {"seed": 0, "stats": stats, "suppress_memo": {}}
-    continued = generate_batch(model, FakeTokenizer(), reqs, ctxs, seeds=[seeds[b] for b in range(len(ctxs))], **kw)
+    kw = {"seed": 0, "suppress_memo": {}}
+    continued = generate_batch(model, FakeTokenizer(), reqs, ctxs, seeds=[seeds[b] for b in range(len(ctxs))],
+                               **kw).answers
     hook = model.transformer.h[0].register_forward_hook(lambda *a: None)
     try:
-        prefilled = generate_batch(model, FakeTokenizer(), reqs, ctxs, **kw)
+        prefilled = generate_batch(model, FakeTokenizer(), reqs, ctxs, **kw).answers
     finally:
         hook.remove()
     return sum(a["token_ids"] == b["token_ids"] for a, b in zip(continued, prefilled)) / len(ctxs)  # decoded ids
@@ -158,9 +158,8 @@ def measure_size(size: str, device, dtype, quick: bool, seconds: float) -> dict:
         out[f"score_{name}_tok_s"] = rows * length / s
     prompt, new = (24, 4) if quick else (256, 32)
     rows = max(1, min(512, budgets["generate"] // (prompt + new)))
-    stats = {"forward_s": 0.0, "tokens_forwarded": 0, "prefill_tokens": 0, "items_computed": 0}
     run = lambda n: generate_batch(model, FakeTokenizer(), [Generation("", n)] * rows,  # noqa: E731
-                                   [list(ids(prompt)) for _ in range(rows)], seed=0, stats=stats, suppress_memo={})
+                                   [list(ids(prompt)) for _ in range(rows)], seed=0, suppress_memo={})
     # One step = (a run of `new` tokens - a run of one token, i.e. the prefill) / the further steps.
     step = max(1e-6, (measure(lambda: run(new), seconds) - measure(lambda: run(1), seconds)) / (new - 1))
     out.update(decode_rows=rows, decode_step_s=step, decode_tok_s=rows / step)

@@ -4,7 +4,7 @@ by kind of work with torch.profiler, against this machine's matmul peak.
     python benchmarks/profile_forward.py [--model-dir DIR] [--dtype float32] [--repeat 5]
 
 The window is what WikiText costs per 1,024 tokens: the fused GPT-2 forward and the LM head at
-every position (`Engine._score_batch`). The table gives each kind's share of the time and the
+every position (`forward.score_batch`). The table gives each kind's share of the time and the
 FLOP/s of the matmuls alone, and the MFU the window would reach if everything that is not a matmul
 (attention, GELU, layer norms, the log-softmax folding) took no time at all: the ceiling that no
 scheduling of the same kernels can pass.
@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from gpt2eval.engine.engine import Engine, ScoreItem
+    from gpt2eval.engine.encode import ScoreItem
+    from gpt2eval.engine.forward import score_batch
     from gpt2eval.models.load import load, make_random_model
     from bench_vs_lm_eval import measure_peaks
     from gpt2eval.cli.plan import causal_pairs, forward_flops
@@ -52,15 +53,14 @@ def main(argv=None) -> int:
         make_random_model(args.model_dir, args.tokenizer, size="small", seed=0)
     lm = load(args.model_dir, device="cpu", dtype=args.dtype)
     cfg = lm.model.config
-    engine = Engine(lm.model, lm.tokenizer, progress=False)
     ids = torch.randint(0, cfg.vocab_size, (cfg.n_positions + 1,), generator=torch.Generator().manual_seed(0)).tolist()
     item = ScoreItem(tuple(ids[:-1]), tuple(ids[1:]))  # a full window, every position scored
-    engine._score_batch([item])  # warm-up
+    score_batch(lm.model, [item], lm.tokenizer.eos_token_id)  # warm-up
     walls, kinds = [], defaultdict(list)
     for _ in range(args.repeat):
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             t0 = time.perf_counter()
-            engine._score_batch([item])
+            score_batch(lm.model, [item], lm.tokenizer.eos_token_id)
             walls.append(time.perf_counter() - t0)
         spent = defaultdict(float)
         for ev in prof.key_averages():

@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -64,7 +65,7 @@ def run_gpt2eval(args) -> dict:
         decisions = []
     eval_s = time.perf_counter() - t0
     return {"load_s": load_s, "eval_s": eval_s, "metrics": metrics, "per_doc": per_doc, "decisions": decisions,
-            "threads": torch.get_num_threads(), "engine_stats": dict(engine.stats)}
+            "threads": torch.get_num_threads(), "engine_stats": asdict(engine.stats)}
 
 
 def run_lm_eval(args) -> dict:

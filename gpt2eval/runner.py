@@ -8,7 +8,7 @@ import platform
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -215,11 +215,11 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
              workers: distributed.Workers | None = None, task_key: str = "") -> dict | None:
     examples = ds.examples[:limit] if limit else ds.examples
     requests = task.requests(examples)
-    before = dict(engine.stats)
+    before = replace(engine.stats)
     t0 = time.perf_counter()
     results = engine.run(requests, desc=task.name)
-    counts = {k: engine.stats[k] - before[k] for k in ("items_computed", "tokens_forwarded", "decode_tokens",
-                                                        "decode_forwarded")}
+    spent = engine.stats.since(before)
+    counts = {k: getattr(spent, k) for k in ("items_computed", "tokens_forwarded", "decode_tokens", "decode_forwarded")}
     if workers and workers.rank != 0:  # rank 0 has (or will read) every answer, and scores the task
         workers.record(task_key, counts)
         return None
@@ -248,15 +248,15 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
             "protocol": task.protocol, "data": ds.source, "extra": scored.extra,
             "n_requests": len(requests), "wall_s": wall, "tokens_forwarded": tokens,
             "tokens_per_s": tokens / wall if wall > 0 else None,
-            "items_cached": engine.stats["items_cached"] - before["items_cached"],
+            "items_cached": spent.items_cached,
             "items_computed": sum(c["items_computed"] for c in by_worker),
             "items_computed_by_worker": [c["items_computed"] for c in by_worker],
-            "oom_retries": engine.stats["oom_retries"] - before["oom_retries"],
-            "prefill_tokens": engine.stats["prefill_tokens"] - before["prefill_tokens"],
+            "oom_retries": spent.oom_retries,
+            "prefill_tokens": spent.prefill_tokens,
             # every position run through the model = prompt positions (scoring + prefill) + decode steps;
             # decode_tokens: the decode-step positions the answers needed (rows still decoding);
             # decode_forwarded: those computed (fewer where rows of one context agree, decode.py);
             # unique_prompt_tokens: the prefix tree of the task's prompts (every shared prefix once)
             "decode_tokens": decode_tokens, "decode_forwarded": decode_forwarded,
             "prompt_tokens_forwarded": tokens - decode_forwarded,
-            "unique_prompt_tokens": engine.stats["unique_prompt_tokens"] - before["unique_prompt_tokens"]}
+            "unique_prompt_tokens": spent.unique_prompt_tokens}

@@ -5,7 +5,9 @@ import random
 import pytest
 import torch
 
-from gpt2eval.engine.engine import Engine, ScoreItem, rolling_windows, target_logprobs
+from gpt2eval.engine.encode import ScoreItem, rolling_windows
+from gpt2eval.engine.engine import Engine
+from gpt2eval.engine.heads import target_logprobs
 from gpt2eval.api.requests import Loglikelihood, RollingLoglikelihood
 
 EOT = 50256
@@ -46,7 +48,7 @@ def requests():
 def test_loglikelihood_matches_naive_forward_any_batch_and_order(engine_factory, tiny_model, tokenizer, batch_size):
     reqs = requests()
     random.Random(batch_size if isinstance(batch_size, int) else 0).shuffle(reqs)
-    got = engine_factory(batch_size=batch_size).loglikelihood(reqs)
+    got = engine_factory(batch_size=batch_size).run(reqs)
     for r, res in zip(reqs, got):
         context, continuation = r.context, r.continuation
         if context.endswith(" "):
@@ -60,7 +62,7 @@ def test_loglikelihood_matches_naive_forward_any_batch_and_order(engine_factory,
 
 def test_space_belongs_to_continuation(engine_factory):
     eng = engine_factory()
-    a, b = eng.loglikelihood([Loglikelihood("The cat sat on the ", "mat"), Loglikelihood("The cat sat on the", " mat")])
+    a, b = eng.run([Loglikelihood("The cat sat on the ", "mat"), Loglikelihood("The cat sat on the", " mat")])
     assert a.token_logprobs == pytest.approx(b.token_logprobs, rel=1e-6)
     assert len(a.token_logprobs) == 1  # " mat" is one GPT-2 token
 
@@ -90,7 +92,7 @@ def test_rolling_windows_by_hand():
 def test_rolling_matches_naive_windows(tiny_model, tokenizer, stride):
     text = " ".join(TEXTS) * 3
     eng = Engine(tiny_model, tokenizer, batch_size=4, progress=False, window=32)
-    (res,) = eng.rolling_loglikelihood([RollingLoglikelihood(text, stride=stride)])
+    (res,) = eng.run([RollingLoglikelihood(text, stride=stride)])
     ids = tokenizer(text)["input_ids"]
     assert res.n_tokens == len(ids)
     expected = []
@@ -103,7 +105,7 @@ def test_rolling_matches_naive_windows(tiny_model, tokenizer, stride):
 
 
 def test_rolling_first_window_scores_first_token_after_eot(engine_factory, tiny_model, tokenizer):
-    (res,) = engine_factory().rolling_loglikelihood([RollingLoglikelihood("Hello world")])
+    (res,) = engine_factory().run([RollingLoglikelihood("Hello world")])
     ids = tokenizer("Hello world")["input_ids"]
     lps, _ = naive_logprobs(tiny_model, [EOT] + ids[:-1], ids)
     assert res.token_logprobs == pytest.approx(lps, rel=1e-5)
@@ -122,10 +124,10 @@ def test_mixed_run_keeps_order_and_caches(engine_factory):
             Loglikelihood("Hello", " world")]
     eng = engine_factory(batch_size=2, cache=cache)
     first = eng.run(reqs)
-    computed = eng.stats["items_computed"]
+    computed = eng.stats.items_computed
     again = engine_factory(batch_size=2, cache=cache)
     second = again.run(reqs)
-    assert again.stats["items_computed"] == 0 and again.stats["items_cached"] == computed
+    assert again.stats.items_computed == 0 and again.stats.items_cached == computed
     assert [getattr(r, "logprob") for r in first] == [getattr(r, "logprob") for r in second]
     assert isinstance(first[0].logprob, float) and math.isfinite(first[1].logprob)
 
@@ -134,7 +136,7 @@ def test_half_precision_logsoftmax_in_float32(tiny_model_dir, tokenizer):
     from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
     eng = Engine(model, tokenizer, batch_size=2, progress=False)
-    (res,) = eng.loglikelihood([Loglikelihood("The cat sat on the", " mat")])
+    (res,) = eng.run([Loglikelihood("The cat sat on the", " mat")])
     with torch.no_grad():
         logits = model(torch.tensor([tokenizer("The cat sat on the")["input_ids"]])).logits[0, -1].float()
     expected = torch.log_softmax(logits, -1)[tokenizer(" mat")["input_ids"][0]].item()
@@ -157,11 +159,12 @@ def test_blocked_lm_head_equals_full_log_softmax(rows, cols):
     targets[0] = 4000  # equal to the top logit, but not argmax's choice
     targets[2] = 17  # the tie's lower id: argmax's choice
     with torch.inference_mode():
-        lp, greedy = target_logprobs(head, hidden, targets, rows, cols)
+        lp, greedy, no_rows = target_logprobs(head, hidden, targets, rows, cols)
     expected = torch.log_softmax(logits, -1).gather(1, targets[:, None]).squeeze(1)
     assert torch.allclose(lp, expected, rtol=1e-5, atol=1e-5)
     assert torch.equal(greedy, logits.argmax(-1) == targets)
     assert greedy[1] and greedy[2] and not greedy[0]
+    assert no_rows is None  # no whole rows asked for
     # Whole rows of logits taken from the passing blocks (a decode's first logits): those rows exactly.
     wanted = [299, 0, 7, 150, 7]
     with torch.inference_mode():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import DATA, REPO
+from gpt2eval.engine.decode import suppressed_ids
 from gpt2eval.engine.encode import ScoreItem, prefix_groups, unique_prefix_tokens
 from gpt2eval.engine.forward import fused_gpt2
 from gpt2eval.api.requests import Decoding, Generation, Loglikelihood, LoglikelihoodResult
@@ -59,11 +60,11 @@ def test_lambada_decode_continues_from_the_loglikelihood_forward(engine_factory,
     want, got = whole.run(reqs), engine.run(reqs)
     assert_same(want, got, exact=path == "fused")  # the fused scoring path is today's, bit for bit
     # Each passage forwarded once: the prompt tokens forwarded are the unique ones; decoding adds its steps.
-    unique = engine.stats["unique_prompt_tokens"]
-    assert engine.stats["prefill_tokens"] == 0
-    assert engine.stats["tokens_forwarded"] - engine.stats["decode_forwarded"] <= 1.1 * unique
-    assert whole.stats["tokens_forwarded"] - whole.stats["decode_forwarded"] > 1.9 * unique
-    assert engine.stats["decode_tokens"] == whole.stats["decode_tokens"] > 0
+    unique = engine.stats.unique_prompt_tokens
+    assert engine.stats.prefill_tokens == 0
+    assert engine.stats.tokens_forwarded - engine.stats.decode_forwarded <= 1.1 * unique
+    assert whole.stats.tokens_forwarded - whole.stats.decode_forwarded > 1.9 * unique
+    assert engine.stats.decode_tokens == whole.stats.decode_tokens > 0
 
 
 def test_samples_decoded_from_a_shared_context_do_not_depend_on_the_batch(engine_factory):
@@ -86,7 +87,7 @@ def test_cached_generations_are_not_decoded_again_and_cached_items_not_kept(engi
     first = engine_factory(cache=cache).run(reqs[5:])  # the generations alone
     engine = engine_factory(cache=cache)
     both = engine.run(reqs)
-    assert both[5:] == first and engine.stats["decode_tokens"] == 0 and engine.stats["items_cached"] == 5
+    assert both[5:] == first and engine.stats.decode_tokens == 0 and engine.stats.items_cached == 5
 
 
 @pytest.mark.parametrize("batch_size", [3, "auto"])
@@ -96,8 +97,8 @@ def test_multiple_choice_forwards_the_shared_context_once(engine_factory, path, 
     whole = engine_factory(window=1024, batch_size=batch_size, share_prefixes=False)
     engine = engine_factory(window=1024, batch_size=batch_size)
     assert_same(whole.run(reqs), engine.run(reqs), exact=False)
-    unique = engine.stats["unique_prompt_tokens"]
-    assert engine.stats["tokens_forwarded"] <= 1.3 * unique < whole.stats["tokens_forwarded"] / 5
+    unique = engine.stats.unique_prompt_tokens
+    assert engine.stats.tokens_forwarded <= 1.3 * unique < whole.stats.tokens_forwarded / 5
 
 
 def test_prefix_groups_by_hand():
@@ -151,7 +152,7 @@ def test_suppressed_words_are_masked_for_the_whole_batch(engine_factory, tiny_mo
     reqs = lambada_requests(4)[4:]
     engine = engine_factory(batch_size=4)
     got = engine.run(reqs)
-    banned = engine.suppressed_ids(STOP_WORDS)
+    banned = suppressed_ids(tokenizer, STOP_WORDS, engine.suppress_memo)  # the ids the run banned (memoised)
     assert tokenizer.convert_tokens_to_ids("Ġthe") in banned and tokenizer.convert_tokens_to_ids("the") not in banned
     for r, res in zip(reqs, got):
         ids = naive_suppressed_greedy(tiny_model, tokenizer(r.context)["input_ids"], banned, 5)

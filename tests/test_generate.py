@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import DATA
-from gpt2eval.engine.encode import ContextTooLong, encode_prompt
+from gpt2eval.engine.encode import ContextTooLong
 from gpt2eval.api.requests import Decoding, Generation
 
 PROMPTS = ["A", "Hello world", "The quick brown fox jumps over the lazy dog and then",
@@ -90,13 +90,13 @@ def test_context_too_long_is_an_error_unless_a_truncation_rule_is_given(engine_f
     full = tokenizer(long_text)["input_ids"]
     res = engine.generate([Generation(long_text, 8, truncate="left")])[0]
     assert (res.prompt_tokens, res.truncated_tokens) == (56, len(full) - 56)
-    assert encode_prompt(engine, Generation(long_text, 8, truncate="left"), {}).ids == full[-56:]
+    assert engine.encoder.prompt(Generation(long_text, 8, truncate="left"), {}).ids == full[-56:]
 
 
 def test_prefix_end_truncation_keeps_the_start_of_the_prefix_and_the_rest_whole(engine_factory, tokenizer):
     engine = engine_factory(window=64)
     article = "Alpha beta gamma delta epsilon zeta eta theta iota kappa. " * 8
-    prompt = encode_prompt(engine, Generation(article + "\nTL;DR:", 10, prefix=article, truncate="prefix_end"), {})
+    prompt = engine.encoder.prompt(Generation(article + "\nTL;DR:", 10, prefix=article, truncate="prefix_end"), {})
     hint = tokenizer("\nTL;DR:")["input_ids"]
     assert len(prompt.ids) == 54 and prompt.ids[-len(hint):] == hint
     assert prompt.ids[:prompt.n_prefix] == tokenizer(article)["input_ids"][:54 - len(hint)]
@@ -123,8 +123,8 @@ def test_prefix_reuse_gives_identical_outputs_and_saves_prefill(engine_factory, 
     assert [vars(r) for r in got] == [vars(r) for r in want]
     lengths = [len(tokenizer(r.context)["input_ids"]) for r in reqs]
     story = len(tokenizer(reqs[0].prefix)["input_ids"])
-    assert plain.stats["prefill_tokens"] == sum(lengths)
-    assert reused.stats["prefill_tokens"] == story + sum(n - story for n in lengths)
+    assert plain.stats.prefill_tokens == sum(lengths)
+    assert reused.stats.prefill_tokens == story + sum(n - story for n in lengths)
 
 
 def test_prefix_reuse_with_sampling_and_truncated_variants(engine_factory):
@@ -137,7 +137,7 @@ def test_prefix_reuse_with_sampling_and_truncated_variants(engine_factory):
     got = engine.generate(reqs)
     assert [vars(r) for r in got] == [vars(r) for r in want]
     assert got[2].truncated_tokens > 0 and got[3].truncated_tokens > 0
-    assert engine.stats["prefill_tokens"] < sum(r.prompt_tokens for r in got)
+    assert engine.stats.prefill_tokens < sum(r.prompt_tokens for r in got)
 
 
 def test_prefix_not_a_token_prefix_falls_back(engine_factory, tokenizer):
@@ -147,5 +147,5 @@ def test_prefix_not_a_token_prefix_falls_back(engine_factory, tokenizer):
     reqs = [Generation(story + f"Q: question {i}?\nA:", 6, prefix=story) for i in range(3)]
     engine = engine_factory()
     got = engine.generate(reqs)
-    assert engine.stats["prefill_tokens"] == sum(len(tokenizer(r.context)["input_ids"]) for r in reqs)
+    assert engine.stats.prefill_tokens == sum(len(tokenizer(r.context)["input_ids"]) for r in reqs)
     assert [vars(r) for r in got] == [vars(r) for r in engine_factory().generate(reqs, reuse_prefix=False)]

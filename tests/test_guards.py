@@ -44,13 +44,13 @@ def test_a_request_that_cannot_be_answered_names_task_and_request(engine_factory
         engine.run(good + [request], desc="mytask")
     assert expected in str(e.value) and "\n" not in str(e.value)
     if not isinstance(request, Generation) or "exceeds" not in expected:
-        assert engine.stats["items_computed"] == 0  # found before any model work
+        assert engine.stats.items_computed == 0  # found before any model work
 
 
 def test_what_is_scored_is_never_cut_up_to_a_whole_window(tiny_model, tokenizer, engine_factory):
     engine = engine_factory(batch_size=2, window=64)
     cont = continuation(64, tokenizer)  # 64 targets: each sees "Hello" and the targets before it
-    (res,) = engine.loglikelihood([Loglikelihood("Hello", cont)])
+    (res,) = engine.run([Loglikelihood("Hello", cont)])
     ids = tokenizer("Hello")["input_ids"] + tokenizer(cont)["input_ids"]
     with torch.no_grad():
         lp = torch.log_softmax(tiny_model(torch.tensor([ids[:-1]])).logits[0].float(), -1)
@@ -58,13 +58,13 @@ def test_what_is_scored_is_never_cut_up_to_a_whole_window(tiny_model, tokenizer,
     assert res.token_logprobs == pytest.approx([lp[p, t].item() for p, t in zip(range(0, 64), ids[1:])],
                                                rel=1e-5, abs=1e-5)
     with pytest.raises(BadRequest, match="65 tokens, longer than the 64-token window"):
-        engine.loglikelihood([Loglikelihood("Hello", continuation(65, tokenizer))])
+        engine.run([Loglikelihood("Hello", continuation(65, tokenizer))])
 
 
 def test_the_context_may_still_be_cut_on_the_left_and_that_is_recorded(tiny_model, tokenizer, engine_factory):
     engine = engine_factory(batch_size=2, window=64)
     context = continuation(100, tokenizer)
-    (res,) = engine.loglikelihood([Loglikelihood(context, " mat")])
+    (res,) = engine.run([Loglikelihood(context, " mat")])
     ids = tokenizer(context)["input_ids"] + tokenizer(" mat")["input_ids"]
     with torch.no_grad():
         lp = torch.log_softmax(tiny_model(torch.tensor([ids[-65:-1]])).logits[0, -1].float(), -1)

@@ -88,16 +88,16 @@ def test_log_likelihoods_equal_log_softmax_of_the_models_own_forward(arch_model,
     from gpt2eval.api.requests import RollingLoglikelihood
     name, lm, exact = arch_model
     engine = Engine(lm.model, lm.tokenizer, batch_size=3, progress=False)
-    assert engine.window == 256 and forward_module.head_only(lm.model) == exact
+    assert engine.window == 256 and heads_module.head_only(lm.model) == exact
     words = TEXT.split(" ")
     reqs = [Loglikelihood(" ".join(words[:k]), " " + " ".join(words[k:k + 3])) for k in (2, 5, 9, 17, 30)]
-    for r, res in zip(reqs, engine.loglikelihood(reqs)):
+    for r, res in zip(reqs, engine.run(reqs)):
         ctx, cont = tokenizer(r.context)["input_ids"], tokenizer(r.continuation)["input_ids"]
         lp = own_forward(lm.model, ctx + cont[:-1])
         want = [lp[len(ctx) - 1 + j, t].item() for j, t in enumerate(cont)]
         assert res.token_logprobs == pytest.approx(want, rel=1e-5, abs=1e-5), name
         assert res.token_is_greedy == [bool(lp[len(ctx) - 1 + j].argmax() == t) for j, t in enumerate(cont)]
-    (rolled,) = engine.rolling_loglikelihood([RollingLoglikelihood(TEXT)])  # several 256-token windows
+    (rolled,) = engine.run([RollingLoglikelihood(TEXT)])  # several 256-token windows
     from gpt2eval.engine.encode import rolling_windows
     windows = rolling_windows(tokenizer(TEXT)["input_ids"], 50256, 256, None)
     assert len(windows) == 3
@@ -115,7 +115,7 @@ def test_the_blocked_head_alone_would_be_wrong_where_the_head_does_more(arch_mod
     ids = tokenizer(TEXT)["input_ids"][:40]
     with torch.no_grad():
         hidden = lm.model.base_model(input_ids=torch.tensor([ids[:-1]])).last_hidden_state[0]
-    lp, _ = forward_module.target_logprobs(lm.model.get_output_embeddings(), hidden, torch.tensor(ids[1:]), 64)
+    lp = heads_module.target_logprobs(lm.model.get_output_embeddings(), hidden, torch.tensor(ids[1:]), 64).logprobs
     own = own_forward(lm.model, ids[:-1]).gather(1, torch.tensor(ids[1:])[:, None]).squeeze(1)
     gap = (lp - own).abs().max().item()
     if name in ("gemma2", "granite", "cohere"):
@@ -131,12 +131,12 @@ def test_scoring_in_blocks_of_positions_gives_the_same_answers(arch_model, token
         monkeypatch.setattr(heads_module, "HEAD_ONLY", set())  # the own-logits path for this one too
     words = TEXT.split(" ")
     reqs = [Loglikelihood(" ".join(words[:k]), " " + " ".join(words[k:k + 4])) for k in (3, 8, 20)]
-    whole = Engine(lm.model, lm.tokenizer, batch_size=3, progress=False).loglikelihood(reqs)
+    whole = Engine(lm.model, lm.tokenizer, batch_size=3, progress=False).run(reqs)
     monkeypatch.setattr(heads_module, "OWN_LOGITS_BUDGET", {"cpu": 3 * 4 * 50257})  # 3 positions per forward
     calls = []
     real = lm.model.forward
     monkeypatch.setattr(lm.model, "forward", lambda *a, **kw: calls.append(1) or real(*a, **kw))
-    blocked = Engine(lm.model, lm.tokenizer, batch_size=3, progress=False).loglikelihood(reqs)
+    blocked = Engine(lm.model, lm.tokenizer, batch_size=3, progress=False).run(reqs)
     assert len(calls) >= 4  # 12+ positions, 3 at a time
     for a, b in zip(whole, blocked):
         assert a.token_logprobs == pytest.approx(b.token_logprobs, rel=1e-5, abs=1e-5)

@@ -3,7 +3,6 @@ filter beside the NLTK one (checked against a literal re-implementation of bflm'
 tiny trained model), and the pairing of each accuracy with the paper's filtered or unfiltered row."""
 import csv
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -73,14 +72,14 @@ def test_bflm_filter_bans_mid_word_stop_word_tokens_the_nltk_filter_allows(token
     assert all(tokenizer.decode([i]).strip() in BFLM_STOPWORDS for i in bflm)
 
 
-def test_suppress_mode_is_checked_and_keys_the_cache():
-    from gpt2eval.engine.encode import generation_key
+def test_suppress_mode_is_checked_and_keys_the_cache(tokenizer):
+    from gpt2eval.engine.encode import Encoder
     from gpt2eval.api.requests import Decoding, Generation
     with pytest.raises(ValueError, match="suppress_mode"):
         Decoding(suppress_words=("the",), suppress_mode="anywhere")
-    engine = SimpleNamespace(seed=0)
+    encoder = Encoder(tokenizer, 1024, seed=0)
     words = tuple(sorted(BFLM_STOPWORDS))
-    keys = {generation_key(engine, Generation("a", 6, decoding=Decoding(suppress_words=words, suppress_mode=m)), [64])
+    keys = {encoder.generation_key(Generation("a", 6, decoding=Decoding(suppress_words=words, suppress_mode=m)), [64])
             for m in ("word_initial", "stripped_text")}
     assert len(keys) == 2
 

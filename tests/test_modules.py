@@ -24,7 +24,7 @@ def test_encoder_items_are_the_engines(engine_factory, tokenizer):
             Loglikelihood("Trailing space moves ", "over")]
     seen = []
     engine.score = lambda items, desc="", **kw: seen.extend(items) or [([0.0] * len(it.targets), [True]) for it in items]
-    engine.loglikelihood(reqs)
+    engine.run(reqs)
     items, truncated = Encoder(tokenizer, 32).loglikelihood(reqs)
     assert items == seen and truncated == [False] * 3
     assert items[2].targets == tuple(tokenizer(" over")["input_ids"])

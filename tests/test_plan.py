@@ -27,7 +27,7 @@ class Fixed(Task):
     ("small", 12, 768, 124_439_808), ("medium", 24, 1024, 354_823_168),
     ("large", 36, 1280, 774_030_080), ("xl", 48, 1600, 1_557_611_200)])
 def test_parameter_counts_are_the_public_checkpoints(size, layers, width, params):
-    from gpt2eval.models.load import SIZES
+    from gpt2eval.models.sizes import SIZES
     assert SIZES[size][2] == (layers, width)
     assert total_params(layers, width) == params
     assert total_params(layers, width) - non_embedding_params(layers, width) == (50257 + 1024) * width
@@ -84,8 +84,8 @@ def test_counts_equal_what_the_engine_forwards(engine_factory, tokenizer):
     eng = engine_factory(batch_size=4)
     eng.run(reqs)
     w = count_work(Fixed(reqs), [None], tokenizer, window=eng.window)
-    assert eng.stats["tokens_forwarded"] == w.forwarded_tokens
-    assert eng.stats["items_computed"] == w.sequences
+    assert eng.stats.tokens_forwarded == w.forwarded_tokens
+    assert eng.stats.items_computed == w.sequences
 
 
 def test_plan_subcommand(tmp_path, capsys, tokenizer):
@@ -129,11 +129,11 @@ def test_shared_contexts_counted_as_the_engine_forwards_them(engine_factory, tok
     eng.run(reqs)
     w = count_work(Fixed(reqs), [None], tokenizer, window=eng.window)
     assert (w.prefill_tokens, w.from_context) == (0, 4)
-    prompt_positions = eng.stats["tokens_forwarded"] - eng.stats["decode_forwarded"]
+    prompt_positions = eng.stats.tokens_forwarded - eng.stats.decode_forwarded
     assert w.tokens == prompt_positions + 4 * 2  # plan: every decode runs its 2 steps (no early eos)
     assert w.forwarded_tokens == prompt_positions
-    assert 0 < eng.stats["decode_forwarded"] <= eng.stats["decode_tokens"] <= 4 * 2
-    assert w.forwarded_tokens < 1.1 * eng.stats["unique_prompt_tokens"]
+    assert 0 < eng.stats.decode_forwarded <= eng.stats.decode_tokens <= 4 * 2
+    assert w.forwarded_tokens < 1.1 * eng.stats.unique_prompt_tokens
 
 
 def test_decode_steps_are_memory_bound_in_the_lower_bound(tokenizer):

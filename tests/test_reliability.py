@@ -261,8 +261,8 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_answers(engine_factor
     assert max(sizes) == 8
     # The caps are in padded tokens, one for scoring and one for generation (issue 12 §2): both were
     # lowered here, each retry is logged, and no batch forwarded after a cap was set exceeded it.
-    assert engine.caps["score"] and engine.caps["generate"]
-    assert engine.stats["oom_retries"] == len(messages) >= 2
+    assert engine.scheduler.caps["score"] and engine.scheduler.caps["generate"]
+    assert engine.stats.oom_retries == len(messages) >= 2
     assert "out of memory on a batch of 8" in messages[0] and "padded tokens" in messages[0]
 
 

@@ -193,7 +193,7 @@ def test_one_billion_word_from_the_archive_then_the_cache(tmp_path, cache, engin
     assert t.load(DataSource(None)).examples == ds.examples   # the extracted shard is cached
     engine = engine_factory()
     results = engine.run(t.requests(ds.examples))
-    assert [r.n_tokens for r in results] == [len(engine.encode(d + "\n")) for _, d in ds.examples]
+    assert [r.n_tokens for r in results] == [len(engine.encoder.encode(d + "\n")) for _, d in ds.examples]
     alone = engine.run(t.requests(ds.examples[2:3]))[0]       # no context across lines
     assert alone.logprob == pytest.approx(results[2].logprob, abs=1e-4)
     scored = t.score(ds.examples, results)

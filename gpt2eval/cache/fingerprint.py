@@ -26,7 +26,8 @@ PACKAGE = Path(__file__).resolve().parent.parent  # gpt2eval/
 # and the head, decoding. tests/test_cache.py checks that every gpt2eval module the engine imports
 # is in this list, and that a change to any byte of any of these files changes the digest.
 ANSWERING_MODULES = ("engine/encode", "engine/schedule", "engine/forward", "engine/heads", "engine/decode",
-                     "engine/fused_decode", "engine/engine", "models/load", "models/sizes", "api/requests")
+                     "engine/fused_decode", "engine/stats", "engine/engine", "models/load", "models/sizes",
+                     "api/requests")
 
 # Files of a model folder that cannot change an answer (everything else at its top is hashed).
 DOC_SUFFIXES = (".md", ".rst")

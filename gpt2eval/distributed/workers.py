@@ -92,7 +92,7 @@ class Workers:
         if not self.files:  # one file for all the models of the run
             self.files.append(open_rank_file(self.folder, self.rank))
         rank_file = self.files[0]
-        engine.cache = WorkerCache(self, engine.cache, rank_file.for_model(fingerprint))
+        engine.scheduler.cache = WorkerCache(self, engine.scheduler.cache, rank_file.for_model(fingerprint))
         engine.scheduler.share = Share(self, fingerprint)
         # A decode continued from a scoring forward would be computed by whichever worker scored its
         # item, outside the dealt generation batches: under torchrun every prompt is prefilled instead.

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import re
 import time
+from typing import NamedTuple
 
 import torch
 
 from .encode import example_seed
-from .forward import cache_kw, cache_layers, cache_of, fused_gpt2, gpt2_hidden_states, make_cache, to_device
+from .forward import cache_kw, cache_layers, cache_of, fused_gpt2, gpt2_hidden_states, make_cache
 from .fused_decode import ContextDecoder, stack_contexts
+from .heads import to_device
+from .stats import EngineStats
 from ..api.requests import Generation, GenerationResult
 
 
@@ -40,9 +43,6 @@ def suppressed_ids(tokenizer, words: tuple[str, ...], memo: dict, mode: str = "w
             wanted = {w.lower() for w in words}
             memo[key] = [i for i, t in enumerate(texts) if t.startswith(" ") and t[1:].lower() in wanted]
     return memo[key]
-
-
-_cache_kw, _cache_of = cache_kw, cache_of
 
 
 def _left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,11 +70,11 @@ def padded_cache(rows: list[list]):
     return make_cache(data), mask
 
 
-def _shared_cache(model, eot: int, stats: dict, shared: list[tuple[int, ...]], memo: dict):
+def _shared_cache(model, eot: int, counts: EngineStats, shared: list[tuple[int, ...]], memo: dict):
     """A cache whose row b holds the keys/values of prefix shared[b] (`padded_cache`). Prefixes
     found in `memo` (those of the previous batch: a story's turns are adjacent) are not forwarded
-    again; the others are forwarded once each, in one left-padded batch. `memo` is left holding
-    this batch's prefixes."""
+    again; the others are forwarded once each, in one left-padded batch, and added to `counts` (the
+    decode's). `memo` is left holding this batch's prefixes."""
     distinct = list(dict.fromkeys(shared))
     new = [p for p in distinct if p not in memo]
     if new:
@@ -82,11 +82,11 @@ def _shared_cache(model, eot: int, stats: dict, shared: list[tuple[int, ...]], m
         ids, mask = (t.to(device) for t in _left_pad([list(p) for p in new], eot))
         out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                     use_cache=True, logits_to_keep=1)
-        layers = cache_layers(_cache_of(out))
+        layers = cache_layers(cache_of(out))
         for g, p in enumerate(new):  # each prefix's real positions: the last len(p), after its padding
             memo[p] = [(k[g, :, -len(p):], v[g, :, -len(p):]) for k, v in layers]
-        stats["prefill_tokens"] += sum(len(p) for p in new)
-        stats["tokens_forwarded"] += sum(len(p) for p in new)
+        counts.prefill_tokens += sum(len(p) for p in new)
+        counts.tokens_forwarded += sum(len(p) for p in new)
     for p in [p for p in memo if p not in distinct]:
         del memo[p]
     return padded_cache([memo[p] for p in shared])
@@ -138,15 +138,22 @@ class Chooser:
         return pick.cpu().tolist()  # the step's one device-to-host copy
 
 
+class Generated(NamedTuple):
+    """What `generate_batch` computes."""
+    answers: list[dict]  # per row, `decoded(ids, ended)`
+    counts: EngineStats
+
+
 @torch.inference_mode()
 def generate_batch(model, tokenizer, reqs: list[Generation], ctxs: list[list[int]], n_shared: list[int] | None = None,
-                   memo: dict | None = None, *, seed: int, stats: dict, suppress_memo: dict,
-                   seeds: list | None = None) -> list[dict]:
+                   memo: dict | None = None, *, seed: int, suppress_memo: dict,
+                   seeds: list | None = None) -> Generated:
     """Decode a batch in lock-step; each row's answer is `decoded(ids, ended)`, what the result
-    cache stores (`finish` turns it into text when it is read). Row b's first n_shared[b] ids are a
-    prefix shared with other requests: its keys/values come from _shared_cache, and the row feeds
-    only the rest of its prompt, laid out as [padding | prefix | padding | rest] with every padding masked and the
-    positions counting real tokens only. Either every row shares a prefix or none does.
+    cache stores (`finish` turns it into text when it is read), returned with what was computed.
+    Row b's first n_shared[b] ids are a prefix shared with other requests: its keys/values come
+    from _shared_cache, and the row feeds only the rest of its prompt, laid out as [padding |
+    prefix | padding | rest] with every padding masked and the positions counting real tokens
+    only. Either every row shares a prefix or none does.
 
     seeds (optional): per row, its whole prompt's keys/values and the next-token logits after it
     (forward.score_batch's `keep`, from a log-likelihood forward over the same context): then no
@@ -157,12 +164,13 @@ def generate_batch(model, tokenizer, reqs: list[Generation], ctxs: list[list[int
     if any(n_shared) and not all(n_shared):
         raise ValueError("a batch mixes rows with and without a shared prefix")
     t0 = time.perf_counter()
+    counts = EngineStats(items_computed=len(reqs))
     steps = max(r.max_new_tokens for r in reqs)
     rests = [] if seeds is not None else [c[n:] for c, n in zip(ctxs, n_shared)]
     if fused_gpt2(model) and not any(n_shared):
         logits, step, positions_run = _fused_start(model, ctxs, seeds, eot, steps)
     else:
-        logits, step, positions_run = _transformers_start(model, ctxs, rests, n_shared, seeds, eot, stats, memo)
+        logits, step, positions_run = _transformers_start(model, ctxs, rests, n_shared, seeds, eot, counts, memo)
     choose = Chooser(reqs, tok, seed, suppress_memo, logits.shape[-1], device)
     new = [[] for _ in reqs]
     results: list[dict | None] = [None] * len(reqs)
@@ -183,13 +191,12 @@ def generate_batch(model, tokenizer, reqs: list[Generation], ctxs: list[list[int
         active = [res is None for res in results]
         n_decoded += sum(active)  # positions of rows still decoding
         logits = step(nxt, active)
-    stats["forward_s"] += time.perf_counter() - t0
-    stats["tokens_forwarded"] += sum(len(c) for c in rests) + positions_run()  # the positions computed
-    stats["prefill_tokens"] += sum(len(c) for c in rests)
-    stats["decode_tokens"] = stats.get("decode_tokens", 0) + n_decoded  # what the answers needed
-    stats["decode_forwarded"] = stats.get("decode_forwarded", 0) + positions_run()  # what was computed
-    stats["items_computed"] += len(reqs)
-    return [res or decoded(new[b], "length") for b, res in enumerate(results)]
+    counts.forward_s += time.perf_counter() - t0
+    counts.tokens_forwarded += sum(len(c) for c in rests) + positions_run()  # the positions computed
+    counts.prefill_tokens += sum(len(c) for c in rests)
+    counts.decode_tokens += n_decoded  # what the answers needed
+    counts.decode_forwarded += positions_run()  # what was computed
+    return Generated([res or decoded(new[b], "length") for b, res in enumerate(results)], counts)
 
 
 def _fused_start(model, ctxs: list[list[int]], seeds: list | None, eot: int, steps: int):
@@ -217,10 +224,10 @@ def _fused_start(model, ctxs: list[list[int]], seeds: list | None, eot: int, ste
     return logits, decoder.step, lambda: decoder.positions_run
 
 
-def _transformers_start(model, ctxs, rests, n_shared, seeds, eot: int, stats: dict, memo):
+def _transformers_start(model, ctxs, rests, n_shared, seeds, eot: int, counts: EngineStats, memo):
     """First logits and the step function of a decode through the model's own forward and a
     transformers cache: left-padded prompts, continuing a shared prefix's keys/values or a seed's."""
-    device, kw = next(model.parameters()).device, _cache_kw(model)
+    device, kw = next(model.parameters()).device, cache_kw(model)
     if seeds is not None:
         past, mask = padded_cache([kv for kv, _ in seeds])
         logits = torch.stack([first for _, first in seeds])
@@ -230,14 +237,14 @@ def _transformers_start(model, ctxs, rests, n_shared, seeds, eot: int, stats: di
         ids, mask = ids.to(device), mask.to(device)
         prior = {}
         if any(n_shared):
-            past, prefix_mask = _shared_cache(model, eot, stats, [tuple(c[:n]) for c, n in zip(ctxs, n_shared)],
+            past, prefix_mask = _shared_cache(model, eot, counts, [tuple(c[:n]) for c, n in zip(ctxs, n_shared)],
                                               {} if memo is None else memo)
             prior = {kw: past}
             mask = torch.cat([prefix_mask, mask], dim=1)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
                     **prior)
-        logits, past = out.logits[:, -1, :], _cache_of(out)
+        logits, past = out.logits[:, -1, :], cache_of(out)
     state = {"mask": mask, "positions": positions, "past": past, "run": 0}
 
     def step(ids: list[int], active: list[bool]) -> torch.Tensor:  # every row, finished ones too
@@ -247,7 +254,7 @@ def _transformers_start(model, ctxs, rests, n_shared, seeds, eot: int, stats: di
         state["positions"] = state["positions"][:, -1:] + 1
         out = model(input_ids=nxt[:, None], attention_mask=state["mask"], position_ids=state["positions"],
                     use_cache=True, **{kw: state["past"]})
-        state["past"] = _cache_of(out)
+        state["past"] = cache_of(out)
         return out.logits[:, -1, :]
     return logits, step, lambda: state["run"]
 

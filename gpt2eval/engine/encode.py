@@ -136,43 +136,37 @@ class Encoder:
         return windows, [[start for start, _ in e["offset_mapping"]] for e in encodings]
 
     def prompt(self, r: Generation, prefix_ids: dict[str, list[int]]) -> Prompt:
-        return encode_prompt(self, r, prefix_ids)
+        """The request's prompt: the whole context encoded (the tokens a plain encode gives), then
+        cut per `r.truncate`. `prefix_ids` keeps each prefix's own tokens from one request to the next."""
+        ids = self.encode(r.context) or [self.eot]
+        if r.prefix and r.prefix not in prefix_ids:
+            prefix_ids[r.prefix] = self.encode(r.prefix)
+        pre = prefix_ids.get(r.prefix, [])
+        # BPE can merge across the prefix's end ("...\n\n" alone is one token, "\n\nQ" is three), so
+        # the prefix is reusable only where its own tokens really begin the context's tokens.
+        n_prefix = len(pre) if pre and ids[:len(pre)] == pre else 0
+        room = self.window - r.max_new_tokens
+        if len(ids) <= room:
+            return Prompt(ids, n_prefix)
+        if r.truncate == "left" and room > 0:
+            return Prompt(ids[-room:], 0, len(ids) - room)
+        if r.truncate == "prefix_end" and pre:
+            rest = ids[n_prefix:] if n_prefix else self.encode(r.context[len(r.prefix):])
+            keep = room - len(rest)
+            if keep > 0:
+                return Prompt(pre[:keep] + rest, keep, len(pre) - keep)
+        raise ContextTooLong(
+            f"{describe(r)}: prompt of {len(ids)} tokens + {r.max_new_tokens} new tokens exceeds the "
+            f"{self.window}-token window (truncate={r.truncate!r}); the task must shorten its context")
 
     def generation_key(self, r: Generation, ids: list[int]) -> str:
-        return generation_key(self, r, ids)
-
-
-def generation_key(encoder, req: Generation, ctx_ids: list[int]) -> str:
-    d = req.decoding
-    seed = None if d.greedy else example_seed(encoder.seed, req.seed_key)
-    return digest(["gen", ctx_ids, req.max_new_tokens, list(req.stop), d.top_k, d.temperature,
-                   sorted(d.suppress_words), seed] + ([d.suppress_mode] if d.suppress_mode != "word_initial" else [])
-                  + (["stop_after_word"] if req.stop_after_word else []))
-
-
-def encode_prompt(encoder, r: Generation, prefix_ids: dict[str, list[int]]) -> Prompt:
-    """Encode the whole context (the tokens a plain encode gives), then cut it per `r.truncate`.
-    `encoder`: anything with encode(), eot and window (an Encoder or an Engine)."""
-    ids = encoder.encode(r.context) or [encoder.eot]
-    if r.prefix and r.prefix not in prefix_ids:
-        prefix_ids[r.prefix] = encoder.encode(r.prefix)
-    pre = prefix_ids.get(r.prefix, [])
-    # BPE can merge across the prefix's end ("...\n\n" alone is one token, "\n\nQ" is three), so
-    # the prefix is reusable only where its own tokens really begin the context's tokens.
-    n_prefix = len(pre) if pre and ids[:len(pre)] == pre else 0
-    room = encoder.window - r.max_new_tokens
-    if len(ids) <= room:
-        return Prompt(ids, n_prefix)
-    if r.truncate == "left" and room > 0:
-        return Prompt(ids[-room:], 0, len(ids) - room)
-    if r.truncate == "prefix_end" and pre:
-        rest = ids[n_prefix:] if n_prefix else encoder.encode(r.context[len(r.prefix):])
-        keep = room - len(rest)
-        if keep > 0:
-            return Prompt(pre[:keep] + rest, keep, len(pre) - keep)
-    raise ContextTooLong(
-        f"{describe(r)}: prompt of {len(ids)} tokens + {r.max_new_tokens} new tokens exceeds the {encoder.window}-token "
-        f"window (truncate={r.truncate!r}); the task must shorten its context")
+        """The cache key of a generation from these prompt ids: everything that decides its tokens,
+        the run's seed included where it samples."""
+        d = r.decoding
+        seed = None if d.greedy else example_seed(self.seed, r.seed_key)
+        return digest(["gen", ids, r.max_new_tokens, list(r.stop), d.top_k, d.temperature, sorted(d.suppress_words),
+                       seed] + ([d.suppress_mode] if d.suppress_mode != "word_initial" else [])
+                      + (["stop_after_word"] if r.stop_after_word else []))
 
 
 def common_prefix(seqs: list[list[int]]) -> list[int]:

@@ -1,17 +1,36 @@
 """Forwarding and scoring: GPT-2's forward fused where that is exact, and the LM head applied
 only at the positions whose log-probability is asked for, in blocks (never [positions, vocab]).
 
-`score_batch` scores one batch of `ScoreItem`s; which items form a batch is schedule.py's job.
+`score_batch` scores one batch of `ScoreItem`s, `score_groups` one batch of items sharing
+prefixes; each returns its answers with what it computed (`EngineStats`). Which items form a
+batch is schedule.py's job. Also here: the transformers cache helpers decode.py shares.
 """
 from __future__ import annotations
 
 import inspect
 import time
+from typing import NamedTuple
 
 import torch
 
 from .encode import ScoreItem
-from .heads import head_blocks, head_only, own_logits_logprobs, target_logprobs, to_device  # noqa: F401
+from .heads import head_blocks, head_only, own_logits_logprobs, target_logprobs, to_device
+from .stats import EngineStats
+
+Answer = tuple[list[float], list[bool]]  # an item's targets: log-probabilities and greedy flags
+
+
+class Scored(NamedTuple):
+    """What `score_batch` computes."""
+    answers: list[Answer]  # per item
+    seeds: dict[int, tuple[list, torch.Tensor]]  # per kept item (keep): its context's keys/values, first logits
+    counts: EngineStats
+
+
+class ScoredGroups(NamedTuple):
+    """What `score_groups` computes."""
+    answers: list[list[Answer]]  # per group, per member
+    counts: EngineStats
 
 _FUSABLE = {"GPT2Model", "GPT2Block", "GPT2Attention", "GPT2MLP", "Conv1D", "Embedding", "Dropout", "ModuleList",
             "LayerNorm", "NewGELUActivation", "GELUTanh", "PytorchGELUTanh"}
@@ -117,7 +136,7 @@ def hidden_states(model, ids: torch.Tensor, *, positions=None, past=None, key_ma
     return out.last_hidden_state
 
 
-def _answers(items, lp: torch.Tensor, greedy: torch.Tensor) -> list[tuple[list[float], list[bool]]]:
+def _answers(items, lp: torch.Tensor, greedy: torch.Tensor) -> list[Answer]:
     lp_all, g_all = lp.cpu().tolist(), greedy.cpu().tolist()  # the batch's one device-to-host copy
     out, s = [], 0
     for it in items:
@@ -127,11 +146,12 @@ def _answers(items, lp: torch.Tensor, greedy: torch.Tensor) -> list[tuple[list[f
 
 
 @torch.inference_mode()
-def score_batch(model, items: list[ScoreItem], eot: int, stats: dict, keep: dict[int, int] | None = None):
+def score_batch(model, items: list[ScoreItem], eot: int, keep: dict[int, int] | None = None) -> Scored:
     """Log-probabilities and greedy flags of each item's targets, from one right-padded forward.
 
-    keep {b: n}: also return, for item b, the keys/values of its first n positions (copied) and the
-    float32 next-token logits at position n-1: what a decode of its first n tokens starts from."""
+    keep {b: n}: also return, as seeds[b], the keys/values of item b's first n positions (copied)
+    and the float32 next-token logits at position n-1: what a decode of its first n tokens starts
+    from. Without keep, seeds is empty."""
     width = max(len(it.input_ids) for it in items)
     device = next(model.parameters()).device
     ids = torch.full((len(items), width), eot, dtype=torch.long)
@@ -167,27 +187,26 @@ def score_batch(model, items: list[ScoreItem], eot: int, stats: dict, keep: dict
                 first_row.setdefault(b, j)
             if all(cols[first_row[b]] == keep[b] - 1 for b in at):
                 full_rows = [first_row[b] for b in at]
-        lp, greedy, *first = target_logprobs(model.get_output_embeddings(), picked,  # the LM head only where needed
-                                             to_device(targets, device), *head_blocks(device, len(targets)),
-                                             host_targets=targets, full_rows=full_rows)
+        head = target_logprobs(model.get_output_embeddings(), picked,  # the LM head only where needed
+                               to_device(targets, device), *head_blocks(device, len(targets)),
+                               host_targets=targets, full_rows=full_rows)
+        lp, greedy = head.logprobs, head.greedy
         if keep:
-            if first:
-                first_logits = first[0]
+            if head.full_logits is not None:
+                first_logits = head.full_logits
             else:
                 last = hidden[to_device(at, device), to_device([keep[b] - 1 for b in at], device)]
                 first_logits = model.get_output_embeddings()(last).float()
             for j, b in enumerate(at):
                 seeds[b] = ([(k[b, :, :keep[b]].clone(), v[b, :, :keep[b]].clone()) for k, v in kv], first_logits[j])
     out = _answers(items, lp, greedy)
-    stats["forward_s"] += time.perf_counter() - t0
-    stats["tokens_forwarded"] += sum(len(it.input_ids) for it in items)
-    stats["items_computed"] += len(items)
-    return (out, seeds) if keep is not None else out
+    return Scored(out, seeds, EngineStats(forward_s=time.perf_counter() - t0, items_computed=len(items),
+                                          tokens_forwarded=sum(len(it.input_ids) for it in items)))
 
 
 @torch.inference_mode()
-def score_groups(model, groups: list[tuple[tuple[int, ...], list[ScoreItem]]], eot: int, stats: dict,
-                 memo: dict | None = None):
+def score_groups(model, groups: list[tuple[tuple[int, ...], list[ScoreItem]]], eot: int,
+                 memo: dict | None = None) -> ScoredGroups:
     """Score items that share a prefix with the prefix forwarded once per group: the prefixes as
     one right-padded batch (keys/values kept), then every item's rest as one batch continuing from
     its own group's keys/values. Every item's input_ids start with its group's prefix, and no
@@ -201,6 +220,7 @@ def score_groups(model, groups: list[tuple[tuple[int, ...], list[ScoreItem]]], e
     prefixes = [p for p, _ in groups]
     memo = {} if memo is None else memo
     new = [p for p in dict.fromkeys(prefixes) if p not in memo]
+    prefix_tokens = sum(len(p) for p in new)
     if new:
         pre_ids = torch.full((len(new), max(len(p) for p in new)), eot, dtype=torch.long)
         for g, p in enumerate(new):
@@ -209,7 +229,6 @@ def score_groups(model, groups: list[tuple[tuple[int, ...], list[ScoreItem]]], e
         hidden_states(model, pre_ids.to(device), keep_kv=kv)
         for g, p in enumerate(new):
             memo[p] = [(k[g:g + 1, :, :len(p)], v[g:g + 1, :, :len(p)]) for k, v in kv]
-        stats["tokens_forwarded"] += sum(len(p) for p in new)
     for p in [p for p in memo if p not in prefixes]:
         del memo[p]
     width_past = max(len(p) for p in prefixes)
@@ -235,11 +254,11 @@ def score_groups(model, groups: list[tuple[tuple[int, ...], list[ScoreItem]]], e
     hidden = hidden_states(model, ids.to(device), positions=positions.to(device), past=past,
                            key_mask=key_mask.to(device))
     picked = hidden[to_device(rows, device), to_device(cols, device)]
-    lp, greedy = target_logprobs(model.get_output_embeddings(), picked, to_device(targets, device),
-                                 *head_blocks(device, len(targets)), host_targets=targets)
+    head = target_logprobs(model.get_output_embeddings(), picked, to_device(targets, device),
+                           *head_blocks(device, len(targets)), host_targets=targets)
     items = [it for _, it in flat]
-    answers = iter(_answers(items, lp, greedy))
-    stats["forward_s"] += time.perf_counter() - t0
-    stats["tokens_forwarded"] += sum(len(it.input_ids) - len(prefixes[g]) for g, it in flat)
-    stats["items_computed"] += len(items)
-    return [[next(answers) for _ in members] for _, members in groups]
+    answers = iter(_answers(items, head.logprobs, head.greedy))
+    rest_tokens = sum(len(it.input_ids) - len(prefixes[g]) for g, it in flat)
+    counts = EngineStats(forward_s=time.perf_counter() - t0, tokens_forwarded=prefix_tokens + rest_tokens,
+                         items_computed=len(items))
+    return ScoredGroups([[next(answers) for _ in members] for _, members in groups], counts)

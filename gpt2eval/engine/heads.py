@@ -8,6 +8,8 @@ model is scored from the logits of its own forward, at the asked-for positions o
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 HEAD_CHUNK = 2048  # positions per LM-head block (GPU)
@@ -65,8 +67,15 @@ def to_device(values: list[int], device: torch.device) -> torch.Tensor:
     return t.to(device)
 
 
+class TargetLogprobs(NamedTuple):
+    """What `target_logprobs` computes, per row of `hidden`."""
+    logprobs: torch.Tensor  # [n] float32: log p(target)
+    greedy: torch.Tensor  # [n] bool: the target is the argmax
+    full_logits: torch.Tensor | None  # [len(full_rows), vocab] float32, where full_rows was given
+
+
 def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int, cols: int = VOCAB_BLOCK,
-                    host_targets: list[int] | None = None, full_rows: list[int] | None = None):
+                    host_targets: list[int] | None = None, full_rows: list[int] | None = None) -> TargetLogprobs:
     """log p(target) in float32, and whether the target is the argmax, from the LM head applied at
     `hidden` [n, d] only. The logits are made `rows` x `cols` at a time (a slice of the head's
     weight stays in cache) and folded into a running max and sum of exp(logit - max):
@@ -79,9 +88,9 @@ def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int
     targets fall in which block is worked out on the host (`host_targets`, else one copy of
     `targets`), so the device never waits for a per-block `nonzero()`.
 
-    full_rows (optional): rows of `hidden` whose every logit is also wanted (float32, [len, vocab],
-    returned third): a decode continuing from there starts from them, and they are taken from
-    the blocks as they pass rather than from a second pass over the head's weight."""
+    full_rows (optional): rows of `hidden` whose every logit is also wanted (`full_logits`): a
+    decode continuing from there starts from them, and they are taken from the blocks as they
+    pass rather than from a second pass over the head's weight."""
     weight, bias = head.weight, getattr(head, "bias", None)  # [vocab, d]; GPT-2's head has no bias
     host = targets.tolist() if host_targets is None else list(host_targets)
     # Rows grouped by chunk, then by the block of their target: each block's rows are one slice of `order`.
@@ -128,9 +137,7 @@ def target_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, rows: int
             best = new_best
         logprobs.append(chosen - best - total.log())
         greedy.append((first_top_block == tgt - tgt % cols) & (own_argmax == tgt))
-    if full_rows is not None:
-        return torch.cat(logprobs), torch.cat(greedy), full
-    return torch.cat(logprobs), torch.cat(greedy)
+    return TargetLogprobs(torch.cat(logprobs), torch.cat(greedy), full)
 
 
 def head_blocks(device: torch.device, n_targets: int) -> tuple[int, int]:

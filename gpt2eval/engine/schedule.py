@@ -1,9 +1,10 @@
 """Scheduling: which work goes into which batch, under what budget, and what the cache already has.
 
-The `Scheduler` knows nothing of tokenizers or of how a batch is computed: it is handed items,
-their cache keys and functions that answer one batch, and it sorts (longest first, so padding
-stays small), batches (a fixed count, or a token budget), retries smaller on out-of-memory, stores
-each finished batch in the cache (an interrupted run loses at most one batch) and shows progress.
+The `Scheduler` knows nothing of tokenizers or of how a batch is computed: it is handed work
+(score items, or `GenerationRow`s) with its cache keys and a function that answers one batch, and
+it sorts (longest first, so padding stays small), batches (a fixed count, or a token budget),
+retries smaller on out-of-memory, stores each finished batch in the cache (an interrupted run
+loses at most one batch) and shows progress.
 
 The token budget is a hard invariant: a batch's padded tokens (its rows times its widest row,
 summed over a batch's parts: a shared prefix and the rows continuing it) never exceed it, unless
@@ -12,10 +13,13 @@ an out-of-memory error lowers (in tokens) for the rest of the run.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from tqdm.auto import tqdm
 
 from .encode import prefix_groups
+from .stats import EngineStats
 from ..errors import UserError
 from ..models.sizes import cuda_token_budget
 
@@ -34,17 +38,28 @@ def padded_tokens(shapes: list[list[tuple[int, int]]]) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class GenerationRow:
+    """One generation to compute, as the scheduler batches it."""
+    index: int  # the request's position, for the function that decodes a batch
+    key: str  # its cache key
+    width: int  # prompt + new tokens: its width in a batch
+    prefix: str  # the prefix it may share with other rows (Generation.prefix)
+    n_shared: int  # leading prompt ids forwarded once for the rows sharing its prefix (0: none)
+
+
 class Scheduler:
     """`cache` (optional) has get_many(keys)->dict and put_many(dict). `budgets` (optional): the
     token budgets {"score": n, "generate": n} of an earlier run, so that a resumed run batches as
-    it did."""
+    it did. `stats`: the engine's counters, to which the scheduler adds cache hits and
+    out-of-memory retries."""
 
     def __init__(self, model, *, batch_size: int | str = "auto", cache=None, progress: bool = True,
-                 window: int = 1024, log=print, stats: dict | None = None, budgets: dict | None = None):
+                 window: int = 1024, log=print, stats: EngineStats | None = None, budgets: dict | None = None):
         self.model, self.batch_size, self.cache, self.progress = model, batch_size, cache, progress
         self.window, self.log = window, log
         self.device = next(model.parameters()).device
-        self.stats = stats if stats is not None else {}
+        self.stats = stats if stats is not None else EngineStats()
         self.budgets = dict(budgets or {})  # computed once per run (token_budget), then kept
         self.caps: dict[str, int | None] = dict.fromkeys(KINDS)  # lowered by out-of-memory errors
         # Under torchrun (distributed.py): which batches are this worker's, and the others' answers.
@@ -54,20 +69,18 @@ class Scheduler:
         self.free_memory: int | None = None
 
     # ---- scoring ---------------------------------------------------------------------------
-    def score(self, items: list, score_batch, desc: str = "", *, score_groups=None, keep: dict | None = None,
-              on_seeds=None) -> list:
+    def score(self, items: list, score_batch, desc: str = "", *, score_groups=None, kept=()) -> list:
         """Answers (logprobs, greedy flags) per item; cached items are not recomputed.
 
-        score_batch(items, keep={b: n} | None) answers one batch. With `score_groups(groups)`,
-        items sharing a prefix (encode.prefix_groups) are answered in groups, the prefix forwarded
-        once. keep {key: n}: the items whose first n positions a decode continues from;
-        score_batch then returns (answers, seeds) and on_seeds({key: seed}) gets them."""
+        score_batch(items) answers one batch. With `score_groups(groups)`, items sharing a prefix
+        (encode.prefix_groups) are answered in groups, the prefix forwarded once. kept: the keys of
+        the items whose forward keeps its context's keys/values for a decode: never grouped, and
+        weighed heavier in the budget."""
         keys = [it.key() for it in items]
-        done = self._cached(keys)
+        done = self.cached(keys)
         todo = sorted({k: it for k, it in zip(keys, items) if k not in done}.items(),
                       key=lambda kv: -len(kv[1].input_ids))  # longest first: padding stays small
-        self.stats["items_cached"] += len(items) - len(todo)
-        keep = keep or {}
+        self.stats.items_cached += len(items) - len(todo)
         bar = tqdm(total=sum(len(it.targets) for _, it in todo), desc=desc or "scoring", unit="tok", unit_scale=True,
                    disable=not self.progress or not todo, leave=False)
 
@@ -81,25 +94,17 @@ class Scheduler:
 
         groups, alone = [], list(range(len(todo)))
         if score_groups is not None:
-            shareable = [j for j, (k, _) in enumerate(todo) if k not in keep]
+            shareable = [j for j, (k, _) in enumerate(todo) if k not in kept]
             found, rest = prefix_groups([todo[j][1] for j in shareable])
             groups = [(prefix, [todo[shareable[j]] for j in members]) for prefix, members in found]
-            alone = sorted([j for j, (k, _) in enumerate(todo) if k in keep] + [shareable[j] for j in rest])
+            alone = sorted([j for j, (k, _) in enumerate(todo) if k in kept] + [shareable[j] for j in rest])
         singles = [todo[j] for j in alone]
         kv_weight = 2 if self.device.type == "cuda" else 1  # kept keys/values about double a row's memory
-        shape = lambda kv: [(1, len(kv[1].input_ids) * (kv_weight if kv[0] in keep else 1))]  # noqa: E731
+        shape = lambda kv: [(1, len(kv[1].input_ids) * (kv_weight if kv[0] in kept else 1))]  # noqa: E731
         for batch in self.batches(singles, shape, "score"):
             if not self._mine("score", batch, shape):
                 continue
-
-            def forward(part):
-                wanted = {b: keep[k] for b, (k, _) in enumerate(part) if k in keep}
-                if not wanted:
-                    return score_batch([it for _, it in part])
-                answers, seeds = score_batch([it for _, it in part], keep=wanted)
-                on_seeds({part[b][0]: seed for b, seed in seeds.items()})
-                return answers
-            finish(batch, self.split_on_oom(batch, forward, "score", shape))
+            finish(batch, self.split_on_oom(batch, lambda part: score_batch([it for _, it in part]), "score", shape))
         previous: set = set()  # the prefixes of the batch before: a batch continuing one follows it
         for batch in self.batches(self._fit(groups), self._group_shape, "score"):
             prefixes = {prefix for prefix, _ in batch}
@@ -138,61 +143,56 @@ class Scheduler:
         return out
 
     # ---- generation ------------------------------------------------------------------------
-    def generate(self, keys: list[str], totals: list[int], groups: list[str], share, decode_batch,
-                 from_cache, to_cache, desc: str = "", answered: dict | None = None,
-                 prefetched: dict | None = None) -> list:
-        """Answers for generation requests, one per key. totals[i]: prompt + new tokens of request i;
-        groups[i]: the prefix it may share; share(todo) -> {i: how many of its prompt's ids are shared
-        (0: none)} for the requests not in the cache. decode_batch(indices, n_shared) -> answers;
-        from_cache / to_cache convert answers to and from what the cache stores. `answered`: keys
-        already answered in this run (and stored), e.g. decoded from a scoring forward; `prefetched`:
-        what an earlier lookup of these keys found in the cache (not looked up twice)."""
-        answered = answered or {}
-        done = dict(answered)
+    def lookup(self, keys: list[str], answered: dict, prefetched: dict | None = None) -> tuple[dict, list[int]]:
+        """The answers at hand for these generation keys, and the requests left to compute (the
+        first of each key). `answered`: keys decoded in this run already (and stored), e.g. from a
+        scoring forward; `prefetched`: what an earlier lookup of these keys found in the cache (not
+        looked up twice). Requests answered from the cache, or by an earlier request with the same
+        key, count as cached."""
         if prefetched is None:
-            prefetched = self._cached([k for k in dict.fromkeys(keys) if k not in done])
-        done.update({k: from_cache(v) for k, v in prefetched.items()})
+            prefetched = self.cached([k for k in dict.fromkeys(keys) if k not in answered])
+        done = {**answered, **prefetched}
         todo = list({k: i for i, k in enumerate(keys) if k not in done}.values())
-        self.stats["items_cached"] += len(keys) - len(todo) - sum(k in answered for k in keys)
-        n_shared = share(todo)
-        # Sharers sorted so that each prefix's requests are adjacent (a prefix is then forwarded once,
+        self.stats.items_cached += len(keys) - len(todo) - sum(k in answered for k in keys)
+        return done, todo
+
+    def generate(self, rows: list[GenerationRow], decode_batch, desc: str = "") -> dict:
+        """Answers {key: answer} for the generations left to compute (`lookup`), one row per key.
+        decode_batch(rows) answers one batch, whose rows either all share a prefix or none do."""
+        # Sharers sorted so that each prefix's rows are adjacent (a prefix is then forwarded once,
         # even across batches), longest groups first; everything else longest first: little padding.
         longest: dict[str, int] = {}
-        for i in todo:
-            longest[groups[i]] = max(longest.get(groups[i], 0), totals[i])
-        sharers = sorted((i for i in todo if n_shared[i]), key=lambda i: (-longest[groups[i]], groups[i], -totals[i]))
-        alone = sorted((i for i in todo if not n_shared[i]), key=lambda i: -totals[i])
-        bar = tqdm(total=len(todo), desc=desc or "generating", unit="ex", disable=not self.progress or not todo,
+        for r in rows:
+            longest[r.prefix] = max(longest.get(r.prefix, 0), r.width)
+        sharers = sorted((r for r in rows if r.n_shared), key=lambda r: (-longest[r.prefix], r.prefix, -r.width))
+        alone = sorted((r for r in rows if not r.n_shared), key=lambda r: -r.width)
+        bar = tqdm(total=len(rows), desc=desc or "generating", unit="ex", disable=not self.progress or not rows,
                    leave=False)
-        shape = lambda i: [(1, totals[i])]  # noqa: E731
+        shape = lambda r: [(1, r.width)]  # noqa: E731
+        done: dict = {}
         previous: set = set()  # the shared prefixes of the batch before: a batch reusing one follows it
-        for rows in (sharers, alone):
-            for idx in self.batches(rows, shape, "generate"):
-                prefixes = {groups[i] for i in idx if n_shared[i]}
+        for ordered in (sharers, alone):
+            for batch in self.batches(ordered, shape, "generate"):
+                prefixes = {r.prefix for r in batch if r.n_shared}
                 continues, previous = bool(prefixes & previous), prefixes
-                if not self._mine("generate", idx, shape, continues):
+                if not self._mine("generate", batch, shape, continues):
                     continue
-                outs = self.split_on_oom(idx, lambda part: decode_batch(part, n_shared), "generate", shape)
-                fresh = {keys[i]: o for i, o in zip(idx, outs)}
+                fresh = {r.key: a for r, a in zip(batch, self.split_on_oom(batch, decode_batch, "generate", shape))}
                 done.update(fresh)
-                self.store(fresh, to_cache)
-                bar.update(len(idx))
+                self.store(fresh)
+                bar.update(len(batch))
         bar.close()
         if self.share is not None:
-            done.update({k: from_cache(v) for k, v in
-                         self.share.collect([k for k in dict.fromkeys(keys) if k not in done]).items()})
-        return [done[k] for k in keys]
+            done.update(self.share.collect([r.key for r in rows if r.key not in done]))
+        return done
 
-    def store(self, fresh: dict, to_cache=lambda v: v) -> None:
+    def store(self, fresh: dict) -> None:
         if self.cache is not None and fresh:
-            self.cache.put_many({k: to_cache(o) for k, o in fresh.items()})
-
-    def _cached(self, keys: list[str]) -> dict:
-        return dict(self.cache.get_many(sorted(set(keys)))) if self.cache is not None and keys else {}
+            self.cache.put_many(fresh)
 
     def cached(self, keys: list[str]) -> dict:
         """What the cache holds for these keys (a lookup: counted as hits)."""
-        return self._cached(keys)
+        return dict(self.cache.get_many(sorted(set(keys)))) if self.cache is not None and keys else {}
 
     # ---- batching --------------------------------------------------------------------------
     def batches(self, todo: list, shape, kind: str):
@@ -241,7 +241,7 @@ class Scheduler:
         # Retried outside the except block, so the failed attempt's tensors are already released.
         tokens = padded_tokens([shape(u) for u in batch])
         self.caps[kind] = min(self.caps[kind] or tokens, max(1, tokens // 2))
-        self.stats["oom_retries"] += 1
+        self.stats.oom_retries += 1
         self.log(f"out of memory on a batch of {len(batch)} ({tokens} padded tokens): retrying {kind} batches of "
                  f"at most {self.caps[kind]} padded tokens, and keeping that limit for the rest of the run")
         if self.device.type == "cuda":

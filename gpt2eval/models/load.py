@@ -9,7 +9,7 @@ import torch
 
 from ..errors import UserError
 from ..cache.fingerprint import model_fingerprint
-from .sizes import DTYPE_NAMES, PAPER_PARAMS, SIZES  # noqa: F401 - re-exported: model.SIZES
+from .sizes import DTYPE_NAMES, SIZES
 
 PROBE_TEXT = "Hello world, this is GPT-2."
 PROBE_IDS = [15496, 995, 11, 428, 318, 402, 11571, 12, 17, 13]

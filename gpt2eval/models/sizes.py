@@ -11,7 +11,7 @@ SIZES = {
 PAPER_PARAMS = {"small": 117e6, "medium": 345e6, "large": 762e6, "xl": 1542e6}  # Table 2's parameter counts
 VOCAB = 50257  # GPT-2's vocabulary (its byte-level BPE, <|endoftext|> = 50256)
 N_CTX = 1024   # GPT-2's context window
-DTYPE_NAMES = ("float32", "bfloat16", "float16")  # the --dtype choices (model.DTYPES maps them to torch)
+DTYPE_NAMES = ("float32", "bfloat16", "float16")  # the --dtype choices (load.DTYPES maps them to torch)
 
 
 def activation_bytes_per_token(hidden: int, layers: int, itemsize: int) -> int:
