@@ -1,2 +1,2 @@
 """gpt2eval: reproduce GPT-2's zero-shot results."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"
