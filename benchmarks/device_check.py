@@ -15,7 +15,8 @@ and generation for the four GPT-2 shapes, and what would the full paper reproduc
 4. The projected time of the full reproduction per size: plan mode's counts of every task
    (gpt2eval.cli.plan.count_work on the real data) at those rates: scoring and prefill positions at the
    scoring rate of their length, decode steps (batched as the engine does) at the measured step time.
-Runs in about 4 minutes on one H100 (8 at most); prints a table and writes --out as JSON.
+Sized to fit a few minutes of one GPU (not yet timed on one: no GPU has been lent to this project);
+prints a table and writes --out as JSON.
 """
 from __future__ import annotations
 

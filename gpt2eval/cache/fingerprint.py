@@ -1,7 +1,7 @@
 """What an answer depends on, as digests for the result cache's keys.
 
 A cached answer may be served only where recomputing it would give the same bytes, so its key holds
-everything that can change it (README, "Keys"):
+everything that can change it (docs/cache.md):
 
 - the model: a local folder's files (config.json, generation_config.json, tokenizer files, weights:
   every file at the top of the folder but documentation), or a hub id and its resolved commit; in
