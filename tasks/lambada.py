@@ -149,18 +149,18 @@ class Lambada(Task):
     def requests(self, examples):
         nltk = Decoding(suppress_words=tuple(sorted(ENGLISH_STOPWORDS)))
         bflm = Decoding(suppress_words=tuple(sorted(BFLM_STOPWORDS)), suppress_mode="stripped_text")
-        reqs = [Loglikelihood(ctx, target) for ctx, target in examples]
         # Both filters read only the output's first word: decoding stops once it is complete.
-        reqs += [Generation(ctx, STOPWORD_DECODE_TOKENS, decoding=nltk, stop_after_word=True) for ctx, _ in examples]
-        reqs += [Generation(bflm_split(ctx + target)[0], BFLM_DECODE_TOKENS, decoding=bflm, stop_after_word=True)
-                 for ctx, target in examples]
-        return reqs
+        return {"target": [Loglikelihood(ctx, target) for ctx, target in examples],
+                "stopword_filter": [Generation(ctx, STOPWORD_DECODE_TOKENS, decoding=nltk, stop_after_word=True)
+                                    for ctx, _ in examples],
+                "stopword_filter_bflm": [Generation(bflm_split(ctx + target)[0], BFLM_DECODE_TOKENS, decoding=bflm,
+                                                    stop_after_word=True) for ctx, target in examples]}
 
-    def score(self, examples, results):
-        n = len(examples)
-        ll, gen, gen_bflm = results[:n], results[n:2 * n], results[2 * n:]
+    def score(self, examples, answers):
+        n, ll = len(examples), answers["target"]
         samples = []
-        for (ctx, target), r, g, b in zip(examples, ll, gen, gen_bflm, strict=True):
+        for (ctx, target), r, g, b in zip(examples, ll, answers["stopword_filter"], answers["stopword_filter_bflm"],
+                                          strict=True):
             bflm_target = bflm_split(ctx + target)[1]
             bflm_pred = (basic_words(b.text) or [""])[0]
             samples.append({"context_tail": ctx[-80:], "target": target, "logprob": r.logprob,
