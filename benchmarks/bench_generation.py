@@ -23,17 +23,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def task_requests(name: str, data, limit: int | None):
+    from gpt2eval.api.answers import flatten
     from gpt2eval.api.requests import Generation
-    from gpt2eval.api.task import select
+    from gpt2eval.api.plugins import select
     task = select([name])[0]
     examples = task.load(data).examples
     examples = examples[:limit] if limit else examples
-    return [r for r in task.requests(examples) if isinstance(r, Generation)]
+    return [r for r in flatten(name, task.requests(examples)) if isinstance(r, Generation)]
 
 
 def synthetic_requests(data, n: int):
     from gpt2eval.api.requests import Generation
-    from gpt2eval.api.task import select
+    from gpt2eval.api.plugins import select
     lambada = select(["lambada"])[0]
     return [Generation(ctx, 32, seed_key=f"synthetic/{i}") for i, (ctx, _) in
             enumerate(lambada.load(data).examples[:n])]

@@ -108,12 +108,12 @@ def run_child(cmd: list[str], log: Path) -> dict:
 def workload_requests(name: str, n: int, data_dir: str):
     """The requests gpt2eval's side sends (tokens and FLOPs are counted from these, for both sides)."""
     from gpt2eval.api.data import DataSource
-    from gpt2eval.api.requests import Loglikelihood, RollingLoglikelihood
-    from gpt2eval.api.task import select
+    from gpt2eval.api.requests import RollingLoglikelihood
+    from gpt2eval.api.plugins import select
     if name == "lambada":
         task = select(["lambada"])[0]
         examples = task.load(DataSource(data_dir)).examples[:n]
-        return [r for r in task.requests(examples) if isinstance(r, Loglikelihood)]
+        return task.requests(examples)["target"]  # log p(last word | passage)
     pages = bench_data.wikitext_pages(data_dir)[:n]
     return [RollingLoglikelihood(bench_data.wikitext_detokenizer({"page": p})) for p in pages]
 
@@ -131,7 +131,7 @@ def count_workload(requests, tokenizer, shape: tuple[int, int]) -> dict:
         name = "bench"
 
         def requests(self, examples):
-            return requests
+            return {"workload": requests}
 
     enc = lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"]) if s else 0  # noqa: E731
     tokens = sum(enc(r.text) if hasattr(r, "text") else enc(r.context.rstrip(" ")) + enc(

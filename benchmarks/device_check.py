@@ -175,7 +175,7 @@ def project(sizes: list[dict], args) -> list[dict]:
     from gpt2eval.api.data import DataSource
     from gpt2eval.models.load import load_tokenizer
     from gpt2eval.cli.plan import count_work, decode_reads
-    from gpt2eval.api.task import discover
+    from gpt2eval.api.plugins import discover
     tokenizer = load_tokenizer(args.tokenizer)
     data, work = DataSource(args.data_dir), []
     for name, cls in sorted(discover().items()):

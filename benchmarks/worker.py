@@ -36,8 +36,8 @@ def run_gpt2eval(args) -> dict:
     from gpt2eval.api.data import DataSource
     from gpt2eval.engine.engine import Engine
     from gpt2eval.models.load import load
-    from gpt2eval.api.requests import Loglikelihood, RollingLoglikelihood
-    from gpt2eval.api.task import select
+    from gpt2eval.api.requests import RollingLoglikelihood
+    from gpt2eval.api.plugins import select
     t0 = time.perf_counter()
     lm = load(args.model_dir, device=args.device, dtype=args.dtype)
     engine = Engine(lm.model, lm.tokenizer, batch_size=args.batch_size, progress=False)
@@ -46,7 +46,7 @@ def run_gpt2eval(args) -> dict:
     if args.workload == "lambada":
         task = select(["lambada"])[0]  # the task plugin's own split and prompt
         examples = task.load(DataSource(args.data_dir)).examples[:args.n]
-        requests = [r for r in task.requests(examples) if isinstance(r, Loglikelihood)]
+        requests = task.requests(examples)["target"]  # log p(last word | passage)
         results = engine.run(requests, desc="lambada")
         per_doc = [r.logprob for r in results]
         metrics = {"perplexity": math.exp(-sum(per_doc) / len(per_doc)),

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .api import uncertainty
+from .api import answers, uncertainty
 from .distributed import workers as distributed
 from .cache.store import ResultCache
 from .reporting.compare import comparison_rows, format_table, load_references, write_csv
@@ -214,8 +214,14 @@ def free_device_memory() -> None:
 def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
              workers: distributed.Workers | None = None, task_key: str = "") -> dict | None:
     examples = ds.examples[:limit] if limit else ds.examples
+<<<<<<< HEAD
     requests = task.requests(examples)
     before = replace(engine.stats)
+=======
+    named = task.requests(examples)
+    requests = answers.flatten(task.name, named)
+    before = dict(engine.stats)
+>>>>>>> i21-contract
     t0 = time.perf_counter()
     results = engine.run(requests, desc=task.name)
     spent = engine.stats.since(before)
@@ -225,7 +231,7 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
         return None
     by_worker = workers.counts_by_worker(task_key, counts) if workers else [counts]
     wall = time.perf_counter() - t0
-    scored = task.score(examples, results)
+    scored = task.score(examples, answers.unflatten(named, results))
     pairs = uncertainty.variant_pairs({m: i.reference for m, i in task.metrics.items()}, scored.spread)
     spread = uncertainty.summarize(scored.metrics, scored.spread, list(dict.fromkeys(pairs + scored.pairs)))
     tokens = sum(c["tokens_forwarded"] for c in by_worker)  # by every worker

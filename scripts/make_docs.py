@@ -22,8 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's gpt2eval and tasks/, whatever is installed
 
-# The one place that names where plugins are discovered (gpt2eval.api.task today).
-from gpt2eval.api.task import PAPER_TASKS, discover  # noqa: E402
+# The one place that names where plugins are discovered.
+from gpt2eval.api.plugins import PAPER_TASKS, discover  # noqa: E402
 
 TASKS_PAGE = REPO / "docs" / "tasks.md"
 CLI_PAGE = REPO / "docs" / "cli.md"

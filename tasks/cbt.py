@@ -116,14 +116,11 @@ class CBT(Task):
         return Dataset([to_question(r) for r in parse_questions(text, path)], n_full=2000, source=source)
 
     def requests(self, examples):
-        return mc.requests(examples)
+        return {"options": mc.requests(examples)}
 
-    def score(self, examples, results):
-        by_sum, by_mean = mc.answers(examples, results, "sum"), mc.answers(examples, results, "mean")
-        starts = [0]
-        for q in examples:
-            starts.append(starts[-1] + len(q.options))
-        per_q = [results[a:b] for a, b in zip(starts, starts[1:])]
+    def score(self, examples, answers):
+        per_q = answers["options"]  # per question, one result per candidate
+        by_sum, by_mean = mc.answers(examples, per_q, "sum"), mc.answers(examples, per_q, "mean")
         samples = [{"context_tail": q.options[0][0][-80:], "candidates": [c for _, c in q.options], "gold": q.gold,
                     "choice": s.choice, "correct": s.correct, "scores": s.scores,
                     "choice_token_mean": m.choice, "correct_token_mean": m.correct,

@@ -99,17 +99,18 @@ class CnnDailyMail(Task):
 
     def requests(self, examples):
         decoding = Decoding(top_k=TOP_K)
-        return [Generation(ex["article"] + hint, NEW_TOKENS, decoding=decoding, prefix=ex["article"],
-                           truncate="prefix_end", seed_key=seed_key(ex["id"], row, k))
-                for ex in examples for row, hint in HINTS.items() for k in range(self.samples)]
 
-    def score(self, examples, results):
-        k, per_article = self.samples, len(HINTS) * self.samples
+        def draws(ex, row, hint):
+            return [Generation(ex["article"] + hint, NEW_TOKENS, decoding=decoding, prefix=ex["article"],
+                               truncate="prefix_end", seed_key=seed_key(ex["id"], row, k)) for k in range(self.samples)]
+        # Per article, each sampled row's draws: {"tldr": [...], "no_hint": [...]}.
+        return {"summary": [{row: draws(ex, row, hint) for row, hint in HINTS.items()} for ex in examples]}
+
+    def score(self, examples, answers):
+        k = self.samples
         samples, per_row = [], {row: [] for row in ROWS}
         per_draw = {(row, d): [] for row in HINTS for d in range(k)}   # each draw's scores, for the spread
-        for i, ex in enumerate(examples):
-            mine = results[per_article * i:per_article * (i + 1)]
-            generated = {row: mine[j * k:(j + 1) * k] for j, row in enumerate(HINTS)}  # row -> its k draws
+        for ex, generated in zip(examples, answers["summary"], strict=True):  # generated: row -> its k draws
             drawn = {row: [first_sentences(r.text, N_SENTENCES) for r in rs] for row, rs in generated.items()}
             draw_scores = {row: [rouge_scores(x, ex["reference"]) for x in xs] for row, xs in drawn.items()}
             for row, scores in draw_scores.items():
@@ -136,7 +137,7 @@ class CnnDailyMail(Task):
         spread = {f"{row}_{s}": mean([sc[s] for sc in per_row[row]] if s != "rouge_avg" else
                                      [statistics.fmean(sc[r] for r in ROUGE) for sc in per_row[row]], unit="article")
                   for row in ROWS for s in SCORES}
-        extra = {"n_truncated": sum(r.truncated_tokens > 0 for r in results[::k * len(HINTS)]), "samples": k}
+        extra = {"n_truncated": sum(g["tldr"][0].truncated_tokens > 0 for g in answers["summary"]), "samples": k}
         if k > 1:
             extra["across_draws"] = across_draws(per_draw, k)
         return Scored(metrics, samples, extra, spread=spread,

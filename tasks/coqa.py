@@ -111,15 +111,16 @@ class CoQA(Task):
         return Dataset(examples, n_full=N_QUESTIONS, source=source)
 
     def requests(self, examples):
-        return [Generation(self.prompt(ex), MAX_NEW_TOKENS, stop=self.stop, prefix=ex["story"], truncate="left",
-                           seed_key=f"coqa/{ex['id']}/{ex['turn_id']}") for ex in examples]
+        return {"answer": [Generation(self.prompt(ex), MAX_NEW_TOKENS, stop=self.stop, prefix=ex["story"],
+                                      truncate="left", seed_key=f"coqa/{ex['id']}/{ex['turn_id']}") for ex in examples]}
 
-    def score(self, examples, results):
+    def score(self, examples, answers):
+        results = answers["answer"]  # one generation per turn
         keys = [(ex["id"], ex["turn_id"]) for ex in examples]
         preds = {k: self.answer(r.text) for k, r in zip(keys, results)}
         gold = {k: {"golds": ex["golds"], "source": ex["source"]} for k, ex in zip(keys, examples)}
         samples = []
-        for ex, r, k in zip(examples, results, keys):
+        for ex, r, k in zip(examples, results, keys, strict=True):
             em, f1 = coqa.score_turn(ex["golds"], preds[k])
             text = self.prompt(ex)
             row = {"id": ex["id"], "turn_id": ex["turn_id"], "source": ex["source"],

@@ -34,7 +34,7 @@ row is a *filtered* accuracy. OpenAI released no LAMBADA evaluation code. So:
     OpenAI-affiliated and reports that an OpenAI author seemed to agree the whole word should count.
 Targets that are stop words themselves: 51 of the 5,153 last words (punctuation stripped,
 lower-cased) are NLTK stop words; by each filter's own rule, 54 targets' first words are NLTK stop
-words (acc_stopword_filter reads " of\n\nPower" as "of") and 48 bflm targets are bflm stop words.
+words (acc_stopword_filter reads " of\\n\\nPower" as "of") and 48 bflm targets are bflm stop words.
 Neither filter exempts them: such a target is matched only when the model spells it without a
 banned token (NLTK: after a quote or a newline, or in pieces such as " th"+"em"; bflm: in pieces
 none of which is itself a stop word, or capitalised, " Will", since its ban is case-sensitive and
@@ -149,18 +149,18 @@ class Lambada(Task):
     def requests(self, examples):
         nltk = Decoding(suppress_words=tuple(sorted(ENGLISH_STOPWORDS)))
         bflm = Decoding(suppress_words=tuple(sorted(BFLM_STOPWORDS)), suppress_mode="stripped_text")
-        reqs = [Loglikelihood(ctx, target) for ctx, target in examples]
         # Both filters read only the output's first word: decoding stops once it is complete.
-        reqs += [Generation(ctx, STOPWORD_DECODE_TOKENS, decoding=nltk, stop_after_word=True) for ctx, _ in examples]
-        reqs += [Generation(bflm_split(ctx + target)[0], BFLM_DECODE_TOKENS, decoding=bflm, stop_after_word=True)
-                 for ctx, target in examples]
-        return reqs
+        return {"target": [Loglikelihood(ctx, target) for ctx, target in examples],
+                "stopword_filter": [Generation(ctx, STOPWORD_DECODE_TOKENS, decoding=nltk, stop_after_word=True)
+                                    for ctx, _ in examples],
+                "stopword_filter_bflm": [Generation(bflm_split(ctx + target)[0], BFLM_DECODE_TOKENS, decoding=bflm,
+                                                    stop_after_word=True) for ctx, target in examples]}
 
-    def score(self, examples, results):
-        n = len(examples)
-        ll, gen, gen_bflm = results[:n], results[n:2 * n], results[2 * n:]
+    def score(self, examples, answers):
+        n, ll = len(examples), answers["target"]
         samples = []
-        for (ctx, target), r, g, b in zip(examples, ll, gen, gen_bflm, strict=True):
+        for (ctx, target), r, g, b in zip(examples, ll, answers["stopword_filter"], answers["stopword_filter_bflm"],
+                                          strict=True):
             bflm_target = bflm_split(ctx + target)[1]
             bflm_pred = (basic_words(b.text) or [""])[0]
             samples.append({"context_tail": ctx[-80:], "target": target, "logprob": r.logprob,

@@ -68,12 +68,12 @@ class NaturalQuestions(Task):
         return Dataset([{**q, "shots": text} for q in scored], n_full=len(scored), source=source)
 
     def requests(self, examples):
-        return [Generation(prompt(ex), MAX_NEW_TOKENS, stop=("\n",), prefix=ex["shots"], truncate="left",
-                           seed_key=f"natural_questions/{ex['line']}") for ex in examples]
+        return {"answer": [Generation(prompt(ex), MAX_NEW_TOKENS, stop=("\n",), prefix=ex["shots"], truncate="left",
+                                      seed_key=f"natural_questions/{ex['line']}") for ex in examples]}
 
-    def score(self, examples, results):
-        samples = []
-        for ex, r in zip(examples, results):
+    def score(self, examples, answers):
+        results, samples = answers["answer"], []
+        for ex, r in zip(examples, results, strict=True):
             answer = r.text.strip()
             samples.append({"line": ex["line"], "question": ex["question"], "prompt_sha256": sha256_text(prompt(ex)),
                             "prompt_tokens": r.prompt_tokens, "truncated_tokens": r.truncated_tokens,

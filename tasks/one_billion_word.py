@@ -65,13 +65,14 @@ class OneBillionWord(Task):
         return Dataset(list(zip(lines, detok)), n_full=len(lines), source=source)
 
     def requests(self, examples):
-        return [RollingLoglikelihood(d + "\n") for _, d in examples]
+        return {"sentence": [RollingLoglikelihood(d + "\n") for _, d in examples]}  # each line its own stream
 
-    def score(self, examples, results):
+    def score(self, examples, answers):
+        results = answers["sentence"]
         orig = [count_original_tokens(o) for o, _ in examples]
         nll = [-r.logprob for r in results]
         samples = [{"line": i, "text": d[:80], "original_tokens": n, "gpt2_tokens": r.n_tokens, "nll": x}
-                   for i, ((_, d), n, r, x) in enumerate(zip(examples, orig, results, nll))]
+                   for i, ((_, d), n, r, x) in enumerate(zip(examples, orig, results, nll, strict=True))]
         total, gpt2 = sum(nll), sum(r.n_tokens for r in results)
         spread = {"ppl": ratio(nll, orig, math.exp, unit="sentence"),  # intervals: sentences resampled
                   "token_ppl": ratio(nll, [r.n_tokens for r in results], math.exp, unit="sentence")}

@@ -62,11 +62,12 @@ class TriviaQA(Task):
         return Dataset(questions, n_full=len(questions), source=data.hub_source(*HUB, rows))
 
     def requests(self, examples):
-        return [Generation(prompt(ex), MAX_NEW_TOKENS, stop=("\n",), seed_key=f"triviaqa/{ex['id']}")
-                for ex in examples]
+        return {"answer": [Generation(prompt(ex), MAX_NEW_TOKENS, stop=("\n",), seed_key=f"triviaqa/{ex['id']}")
+                           for ex in examples]}
 
-    def score(self, examples, results):
-        preds = {ex["id"]: r.text.strip() for ex, r in zip(examples, results)}
+    def score(self, examples, answers):
+        results = answers["answer"]
+        preds = {ex["id"]: r.text.strip() for ex, r in zip(examples, results, strict=True)}
         gold = {ex["id"]: ex["aliases"] for ex in examples}
         samples = [{"id": ex["id"], "question": ex["question"], "prompt_sha256": sha256_text(prompt(ex)),
                     "generated": r.raw_text, "answer": preds[ex["id"]], "aliases": ex["aliases"],

@@ -115,12 +115,11 @@ class Winograd(Task):
         return partial, full
 
     def requests(self, examples):
-        return mc.requests([p for p, _ in examples] + [f for _, f in examples])
+        return {"partial": mc.requests([p for p, _ in examples]), "full": mc.requests([f for _, f in examples])}
 
-    def score(self, examples, results):
-        n = sum(len(p.options) for p, _ in examples)
-        partial = mc.answers([p for p, _ in examples], results[:n])
-        full = mc.answers([f for _, f in examples], results[n:])
+    def score(self, examples, answers):
+        partial = mc.answers([p for p, _ in examples], answers["partial"])
+        full = mc.answers([f for _, f in examples], answers["full"])
         samples = [{"sentences": [c for _, c in f.options], "gold": f.gold,
                     "scores_partial": a.scores, "choice_partial": a.choice, "correct_partial": a.correct,
                     "scores_full": b.scores, "choice_full": b.choice, "correct_full": b.correct}

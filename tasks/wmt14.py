@@ -104,14 +104,15 @@ class WMT14(Task):
                        n_full=len(scored), source=source)
 
     def requests(self, examples):
-        return [Generation(f"{ex['shots']}{ex['source']} =", self.budget(ex["source"]), stop=("\n",),
-                           prefix=ex["shots"], truncate="left", seed_key=f"{self.name}/{ex['id']}")
-                for ex in examples]
+        return {"translation": [Generation(f"{ex['shots']}{ex['source']} =", self.budget(ex["source"]), stop=("\n",),
+                                           prefix=ex["shots"], truncate="left", seed_key=f"{self.name}/{ex['id']}")
+                                for ex in examples]}
 
     def budget(self, source: str) -> int:
         return 16 + int(len(source) * self.new_tokens_per_char)
 
-    def score(self, examples, results):
+    def score(self, examples, answers):
+        results = answers["translation"]
         hyps = [r.text.strip() for r in results]
         firsts = [first_sentence(h, self.tgt) for h in hyps]
         refs = [ex["reference"] for ex in examples]

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import DATA, REPO
 from gpt2eval.cli.main import main
-from gpt2eval.api.task import discover
+from gpt2eval.api.plugins import discover
 
 LM_TASKS = ["lambada", "ptb", "wikitext103", "wikitext2"]
 
@@ -87,11 +87,12 @@ PLUGIN = textwrap.dedent('''
             return Dataset([("France", " Paris", " Rome"), ("Italy", " Rome", " Paris")], n_full=2,
                            source={"kind": "inline"})
 
-        def requests(self, examples):
-            return [Loglikelihood(f"The capital of {c} is", cand) for c, *cands in examples for cand in cands]
+        def requests(self, examples):  # per country: the right city, then the wrong one
+            return {"cities": [[Loglikelihood(f"The capital of {c} is", city) for city in cities]
+                               for c, *cities in examples]}
 
-        def score(self, examples, results):
-            right = [results[2 * i].logprob > results[2 * i + 1].logprob for i in range(len(examples))]
+        def score(self, examples, answers):
+            right = [capital.logprob > other.logprob for capital, other in answers["cities"]]
             return Scored({"acc": 100 * sum(right) / len(right)}, [{"right": r} for r in right])
 ''')
 

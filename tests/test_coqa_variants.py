@@ -9,7 +9,7 @@ from gpt2eval.cli.main import main
 from gpt2eval.api.data import DataSource
 from gpt2eval.metrics import coqa
 from gpt2eval.api.requests import GenerationResult
-from gpt2eval.api.task import select
+from gpt2eval.api.plugins import select
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_long_answers_score_higher_when_cut(story):
     t = select(["coqa"])[0]
     ex = story[:3]  # white | in a barn | no
     answers = ["white. She was the only white kitten in the whole barn", "in a barn", "No, she lived with her family"]
-    scored = t.score(ex, [gen(" " + a) for a in answers])
+    scored = t.score(ex, {"answer": [gen(" " + a) for a in answers]})
     rows, m = scored.samples, scored.metrics
     assert [r["answer"] for r in rows] == answers
     assert [r["answer_first_sentence"] for r in rows] == ["white.", "in a barn", "No, she lived with her family"]
@@ -52,10 +52,10 @@ def test_lm_eval_prompt_layout_on_the_real_story(story):
                                        "barn\nQ: Did she live alone?\nA:")
     assert lm_eval.prompt(ex).endswith("\n\nQ: What color was Cotton?\n\nA: white\n\nQ: Where did she live?\n\n"
                                        "A: in a barn\n\nQ: Did she live alone?\n\nA:")
-    req = lm_eval.requests([ex])[0]
+    (req,) = lm_eval.requests([ex])["answer"]
     assert req.stop == ("\nQ:",) and req.prefix == ex["story"] and req.context.startswith(ex["story"] + "\n\n")
     assert lm_eval.answer(" \n no\nQ") == "no" and default.answer(" no") == "no"
-    scored = lm_eval.score([ex], [gen("\n\nNo, she did not.\n")])
+    scored = lm_eval.score([ex], {"answer": [gen("\n\nNo, she did not.\n")]})
     assert scored.samples[0]["answer"] == "No, she did not." and "predictions/coqa_lm_eval_prompt.json" in scored.files
 
 

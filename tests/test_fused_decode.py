@@ -116,16 +116,19 @@ def test_lambada_predictions_equal_those_of_decoding_every_token(tokenizer):
     from conftest import DATA, SHARED
     from gpt2eval.engine.engine import Engine
     from gpt2eval.models.load import load
+    from gpt2eval.api.answers import flatten, unflatten
     from gpt2eval.api.data import DataSource
-    from gpt2eval.api.task import select
+    from gpt2eval.api.plugins import select
     lm = load(str(SHARED / "models" / "tiny-lambada"), device="cpu", dtype="float32")
     task = select(["lambada"])[0]
     examples = task.load(DataSource(DATA)).examples[:60]
-    reqs = task.requests(examples)
+    named = task.requests(examples)
+    reqs = flatten(task.name, named)
     full = [replace(r, stop_after_word=False) if isinstance(r, Generation) else r for r in reqs]
     assert sum(isinstance(r, Generation) and r.stop_after_word for r in reqs) == 120
     stopping, whole = Engine(lm.model, lm.tokenizer, progress=False), Engine(lm.model, lm.tokenizer, progress=False)
-    got, want = task.score(examples, stopping.run(reqs)), task.score(examples, whole.run(full))
+    got = task.score(examples, unflatten(named, stopping.run(reqs)))
+    want = task.score(examples, unflatten(named, whole.run(full)))
     assert got.samples == want.samples and got.metrics == want.metrics
     assert want.metrics["acc_stopword_filter"] > 0
     assert stopping.stats.decode_tokens < 0.8 * whole.stats.decode_tokens

@@ -88,10 +88,10 @@ def test_the_command_line_says_which_task_and_request_in_one_line(tiny_model_dir
                 return Dataset([1], n_full=1, source={"kind": "inline"})
 
             def requests(self, examples):
-                return [Loglikelihood("Hello", " cat" * 1100)]
+                return {"cats": Loglikelihood("Hello", " cat" * 1100)}
 
-            def score(self, examples, results):
-                return Scored({"lp": results[0].logprob})
+            def score(self, examples, answers):
+                return Scored({"lp": answers["cats"].logprob})
     '''))
     assert main(["--model", str(tiny_model_dir), "--tasks", "toolong", "--include-path", str(plugins),
                  "--data-dir", str(DATA), "--no-cache", "--no-progress", "--output", str(tmp_path / "o")]) == 2

@@ -12,7 +12,7 @@ from gpt2eval.cli.main import main
 from gpt2eval.api.data import DataSource
 from gpt2eval.engine.decode import suppressed_ids
 from gpt2eval.protocols.stopwords import BFLM_STOPWORDS, ENGLISH_STOPWORDS
-from gpt2eval.api.task import select
+from gpt2eval.api.plugins import select
 
 TINY = SHARED / "models" / "tiny-lambada"
 

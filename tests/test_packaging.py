@@ -16,9 +16,9 @@ def test_wheel_contains_tasks_and_references_and_they_load(tmp_path):
             "run_eval.py"} <= set(names)
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("import gpt2eval, gpt2eval.paths as p, gpt2eval.api.task as t, gpt2eval.reporting.compare as c;"
+    probe = ("import gpt2eval, gpt2eval.paths as p, gpt2eval.api.plugins as plugins, gpt2eval.reporting.compare as c;"
              "assert gpt2eval.__file__.startswith(%r), gpt2eval.__file__;"
-             "print(sorted(t.discover()), len([r for r in c.load_references() if r['task'] == 'lambada']))") % str(site)
+             "print(sorted(plugins.discover()), len([r for r in c.load_references() if r['task'] == 'lambada']))") % str(site)
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(site)})
     assert out.returncode == 0, out.stderr

@@ -5,15 +5,22 @@ import math
 import pytest
 
 from conftest import DATA
+from gpt2eval.api.answers import flatten, unflatten
 from gpt2eval.api.data import DataSource
 from gpt2eval.protocols.detokenize import ptb_detokenize
 from gpt2eval.api.requests import RollingResult
-from gpt2eval.api.task import select
+from gpt2eval.api.plugins import select
 
 
 def load(name):
     t = select([name])[0]
     return t, t.load(DataSource(DATA))
+
+
+def run_and_score(engine, task, examples):
+    """As the runner does: the named requests through the engine, the answers back under their names."""
+    named = task.requests(examples)
+    return task.score(examples, unflatten(named, engine.run(flatten(task.name, named))))
 
 
 @pytest.mark.parametrize("name,n_words", [("ptb", 82430 - 3761), ("wikitext103", 245569 - 4358),
@@ -27,7 +34,7 @@ def test_word_denominator_is_the_original_tokens_without_eos(name, n_words):
 def test_word_ppl_by_hand_beside_the_per_token_ppl():
     t = select(["ptb"])[0]
     examples = [(" a b c \n", "a b c\n"), (" d e \n", "d e\n")]  # 5 words, 7 tokens with <eos>
-    scored = t.score(examples, [RollingResult([-1.0, -2.0, -1.0, -0.5, -0.5, -3.0, -1.0], [0, 1, 3, 5, 6, 7, 9])])
+    scored = t.score(examples, {"stream": RollingResult([-1.0, -2.0, -1.0, -0.5, -0.5, -3.0, -1.0], [0, 1, 3, 5, 6, 7, 9])})
     assert scored.metrics["ppl"] == pytest.approx(math.exp(9.0 / 7))
     assert scored.metrics["word_ppl"] == pytest.approx(math.exp(9.0 / 5))
     assert [s["words"] for s in scored.samples] == [3, 2] and scored.extra["words"] == 5
@@ -50,7 +57,7 @@ def test_per_article_tasks_split_where_lm_eval_does(name):
     assert not any(a[0][0].startswith(" = = ") for a in ds.examples)
     from gpt2eval.protocols.detokenize import count_original_tokens
     assert sum(count_original_tokens(o) for a in ds.examples for o, _ in a) == 245569
-    reqs = t.requests(ds.examples)
+    reqs = t.requests(ds.examples)["article"]
     assert len(reqs) == 62 and reqs[1].text.startswith("= Du Fu =")
     base = name.replace("_per_article", "")
     assert t.metrics["ppl"].reference == f"{base}/ppl" and t.protocol["windows"].startswith("one stream per article")
@@ -61,18 +68,18 @@ def test_per_article_scores_each_article_as_the_one_stream_task_scores_it_alone(
     one_stream, lines = load("wikitext2")
     engine = engine_factory()
     arts = ds.examples[:3]
-    scored = per_article.score(arts, engine.run(per_article.requests(arts)))
+    scored = run_and_score(engine, per_article, arts)
     assert len(scored.samples) == 3 and scored.extra["streams"] == 3
     start = 0
     for art, row in zip(arts, scored.samples):
         alone = lines.examples[start:start + len(art)]
         assert list(alone) == list(art)
-        s = one_stream.score(alone, engine.run(one_stream.requests(alone)))
+        s = run_and_score(engine, one_stream, alone)
         assert row["nll"] == pytest.approx(s.extra["total_nll"], rel=1e-5)
         assert row["original_tokens"] == s.extra["original_tokens"] and row["words"] == s.extra["words"]
         start += len(art)
     whole = lines.examples[:start]
-    joint = one_stream.score(whole, engine.run(one_stream.requests(whole)))
+    joint = run_and_score(engine, one_stream, whole)
     assert joint.extra["original_tokens"] == scored.extra["original_tokens"]
     assert joint.extra["total_nll"] != pytest.approx(scored.extra["total_nll"], rel=1e-6)  # context crosses articles
     n = scored.extra

@@ -13,14 +13,14 @@ HELLO = "Hello world, this is GPT-2."  # 10 tokens; "Hello world," is 3 of them
 
 
 class Fixed(Task):
-    """A task whose requests are given."""
+    """A task whose requests are given (under one name)."""
     name = "fixed"
 
     def __init__(self, requests):
         self._requests = requests
 
     def requests(self, examples):
-        return self._requests
+        return {"given": self._requests}
 
 
 @pytest.mark.parametrize("size,layers,width,params", [

@@ -225,7 +225,7 @@ def test_compare_rejects_a_folder_without_runs(tmp_path, capsys):
 
 def test_a_multi_model_run_writes_the_report(tiny_model_dir, tmp_path):
     from gpt2eval.runner import RunConfig, evaluate
-    from gpt2eval.api.task import select
+    from gpt2eval.api.plugins import select
     second = tmp_path / "tiny-b"
     shutil.copytree(tiny_model_dir, second)
     out = tmp_path / "run"

@@ -11,7 +11,7 @@ from conftest import DATA
 from gpt2eval.cli.main import main
 from gpt2eval.api.data import read_jsonl
 from gpt2eval.metrics.summarization import detokenize_ptb, first_sentences
-from gpt2eval.api.task import select
+from gpt2eval.api.plugins import select
 
 NQ = DATA / "nq_open" / "NQ-open.dev.jsonl"
 

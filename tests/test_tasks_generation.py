@@ -10,7 +10,7 @@ from conftest import DATA
 from gpt2eval.cli.main import main
 from gpt2eval.api.data import DataSource, read_jsonl
 from gpt2eval.metrics import triviaqa as tqa
-from gpt2eval.api.task import select
+from gpt2eval.api.plugins import select
 
 COQA_FILE = DATA / "coqa" / "coqa-dev-v1.0_first_story.json"
 TRIVIA_JSONL = DATA / "triviaqa" / "llmfoundry_triviaqa_small.jsonl"

@@ -5,8 +5,8 @@ import pytest
 
 from conftest import DATA
 from gpt2eval.api.data import KNOWN_SHA256, DataSource, sha256_text, text_from_hub_lines
-from gpt2eval.api.requests import GenerationResult, LoglikelihoodResult, RollingResult
-from gpt2eval.api.task import select
+from gpt2eval.api.requests import GenerationResult, LoglikelihoodResult, RollingLoglikelihood, RollingResult
+from gpt2eval.api.plugins import select
 
 
 def task(name):
@@ -33,7 +33,7 @@ def test_lambada_metrics_by_hand():
            GenerationResult(" emu and", " emu and", 2)]
     bflm = [GenerationResult(" Cat!", " Cat!", 2), GenerationResult(" dogs", " dogs", 1),  # bflm: lower-cased, "cat"
             GenerationResult(' "emu"', ' "emu"', 3)]                                        # the first word is '"'
-    m = t.score(examples, ll + gen + bflm).metrics
+    m = t.score(examples, {"target": ll, "stopword_filter": gen, "stopword_filter_bflm": bflm}).metrics
     assert m["ppl"] == pytest.approx(math.exp((1 + 3 + 2) / 3))  # exp(mean NLL of the target word)
     assert m["acc"] == pytest.approx(100 / 3)                     # all tokens greedy: example 1 only
     assert m["acc_last_token"] == pytest.approx(200 / 3)          # last token greedy: examples 1, 2
@@ -44,9 +44,10 @@ def test_lambada_metrics_by_hand():
 def test_lambada_requests_filter_stop_words():
     t = task("lambada")
     reqs = t.requests([("He said", " hello")])
-    assert reqs[0].context == "He said" and reqs[0].continuation == " hello"
-    words = set(reqs[1].decoding.suppress_words)
-    assert {"the", "and", "he", "she"} <= words and "hello" not in words and reqs[1].decoding.greedy
+    (target,), (filtered,) = reqs["target"], reqs["stopword_filter"]
+    assert target.context == "He said" and target.continuation == " hello"
+    words = set(filtered.decoding.suppress_words)
+    assert {"the", "and", "he", "she"} <= words and "hello" not in words and filtered.decoding.greedy
 
 
 @pytest.mark.parametrize("name,n_lines,n_orig", [("ptb", 3761, 82430), ("wikitext103", 4358, 245569),
@@ -58,7 +59,8 @@ def test_perplexity_tasks_load_whole_files(name, n_lines, n_orig):
     assert len(ds.examples) == ds.n_full == n_lines
     assert ds.source["verified"]
     assert sum(count_original_tokens(o) for o, _ in ds.examples) == n_orig
-    assert len(t.requests(ds.examples)) == 1  # the whole file is one stream
+    named = t.requests(ds.examples)
+    assert list(named) == ["stream"] and isinstance(named["stream"], RollingLoglikelihood)  # the file is one stream
 
 
 def test_perplexity_normalised_per_original_token():
@@ -67,7 +69,7 @@ def test_perplexity_normalised_per_original_token():
     text = "a b c\nd e\n"
     starts = [0, 1, 3, 5, 6, 7, 9]  # "a"," b"," c","\n" on line 0 (chars 0-5); "d"," e","\n" on line 1
     lps = [-1.0, -2.0, -1.0, -0.5, -0.5, -3.0, -1.0]
-    scored = t.score(examples, [RollingResult(lps, starts)])
+    scored = t.score(examples, {"stream": RollingResult(lps, starts)})
     total = 9.0
     assert scored.metrics["ppl"] == pytest.approx(math.exp(total / 7))
     assert scored.metrics["token_ppl"] == pytest.approx(math.exp(total / 7))

@@ -9,14 +9,14 @@ import pytest
 import sacrebleu
 
 from conftest import DATA
-from gpt2eval.api import task as task_module
+from gpt2eval.api import plugins as plugins_module
 from gpt2eval.cli.main import main
 from gpt2eval.reporting.compare import load_references
 from gpt2eval.reporting.tables import TABLE3, grid, other_rows, table3_rows
 from gpt2eval.api.data import DataSource
 from gpt2eval.errors import DataError, UserError
 from gpt2eval.metrics import squad
-from gpt2eval.api.task import PAPER_TASKS, discover, expand, select
+from gpt2eval.api.plugins import PAPER_TASKS, discover, expand, select
 
 LIMIT = 3
 WMT = DATA / "wmt14"
@@ -99,7 +99,7 @@ def test_natural_questions_prompt_and_examples_never_scored():
     ds = t.load(DataSource(DATA))
     shots = squad.read_nq_open(DATA / "nq_open" / "NQ-open.dev.jsonl")[:8]
     assert len(ds.examples) == 3602 and not {q["question"] for q in shots} & {e["question"] for e in ds.examples}
-    req = t.requests(ds.examples[:1])[0]
+    (req,) = t.requests(ds.examples[:1])["answer"]
     assert req.context.startswith("Q: when was the last time anyone was on the moon\nA: 14 December 1972 UTC\n"
                                   "Q: who wrote he ain't heavy he's my brother lyrics\nA: Bobby Scott\n")
     assert req.context.endswith(f"\nQ: {ds.examples[0]['question']}\nA:") and req.context.count("\nA: ") == 8
@@ -122,14 +122,14 @@ def test_wmt_prompt_and_example_pairs_never_scored():
     ds = t.load(DataSource(DATA))
     ids = [e["id"] for e in ds.examples]
     assert len(ids) == 2998 and ids[0] == "1016-latimes/3" and not {"1009-lemondefr/1", "1016-latimes/2"} & set(ids)
-    req = t.requests(ds.examples[:1])[0]
+    (req,) = t.requests(ds.examples[:1])["translation"]
     lines = req.context.split("\n")
     assert lines[0] == 'Spectaculaire saut en "wingsuit" au-dessus de Bogota = Spectacular Wingsuit Jump Over Bogota'
     assert len(lines) == 6 and lines[-1] == ds.examples[0]["source"] + " =" and all(" = " in x for x in lines[:5])
     assert req.max_new_tokens == 16 + len(ds.examples[0]["source"]) // 3
     en_fr = select(["wmt14_en_fr"])[0]
     first = en_fr.load(DataSource(DATA)).examples[0]
-    assert first["id"] == ids[0] and en_fr.requests([first])[0].max_new_tokens == 16 + int(len(first["source"]) * 2 / 3)
+    assert first["id"] == ids[0] and en_fr.requests([first])["translation"][0].max_new_tokens == 16 + int(len(first["source"]) * 2 / 3)
 
 
 def test_sgml_segments_equal_sacrebleus_and_keep_bare_ampersands():
@@ -208,7 +208,7 @@ def test_every_builtin_task_is_in_the_paper_list_or_left_out_for_a_reason():
 def test_select_paper_names_the_tasks_this_installation_lacks(monkeypatch):
     installed = discover()
     fake = {n: installed.get(n, installed["ptb"]) for n in PAPER_TASKS if n != "1bw"}
-    monkeypatch.setattr(task_module, "discover", lambda include_paths=(): fake)
+    monkeypatch.setattr(plugins_module, "discover", lambda include_paths=(): fake)
     with pytest.raises(UserError, match=r"--tasks paper needs the task\(s\) 1bw,"):
         select(["paper"])
     fake["1bw"] = installed["ptb"]

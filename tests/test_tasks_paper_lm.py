@@ -24,7 +24,7 @@ from gpt2eval.cli.main import main
 from gpt2eval.api.data import DataSource
 from gpt2eval.protocols.detokenize import one_billion_word_detokenize
 from gpt2eval.errors import DataError
-from gpt2eval.api.task import select
+from gpt2eval.api.plugins import select
 
 SPLIT = 5_000_000
 SENTENCES = ["The council said on Tuesday it would review the plan , which critics say is too costly .",
@@ -123,8 +123,9 @@ def test_enwik8_split_pieces_and_score(tmp_path, cache, cut, engine_factory):
     assert text.startswith("\ufffd" if cut else "𝄞") and text.endswith("end\n")
     assert text.encode("utf-8") == (split if not cut else "\ufffd".encode() + split[1:])
     examples = ds.examples[:3]
-    result = engine_factory().run(t.requests(examples))
-    scored = t.score(examples, result)
+    stream = t.requests(examples)["stream"]
+    result = engine_factory().run([stream])
+    scored = t.score(examples, {"stream": result[0]})
     rows = scored.samples
     assert sum(r["nll"] for r in rows) == pytest.approx(-result[0].logprob)
     assert scored.metrics["bits_per_byte"] == pytest.approx(
@@ -192,11 +193,11 @@ def test_one_billion_word_from_the_archive_then_the_cache(tmp_path, cache, engin
     tgz.unlink()
     assert t.load(DataSource(None)).examples == ds.examples   # the extracted shard is cached
     engine = engine_factory()
-    results = engine.run(t.requests(ds.examples))
+    results = engine.run(t.requests(ds.examples)["sentence"])
     assert [r.n_tokens for r in results] == [len(engine.encoder.encode(d + "\n")) for _, d in ds.examples]
-    alone = engine.run(t.requests(ds.examples[2:3]))[0]       # no context across lines
+    alone = engine.run(t.requests(ds.examples[2:3])["sentence"])[0]       # no context across lines
     assert alone.logprob == pytest.approx(results[2].logprob, abs=1e-4)
-    scored = t.score(ds.examples, results)
+    scored = t.score(ds.examples, {"sentence": results})
     n_orig = sum(len(s.split()) + 1 for s in SENTENCES)        # tokens + one end-of-sentence a line
     assert scored.extra["original_tokens"] == n_orig == sum(r["original_tokens"] for r in scored.samples)
     assert scored.metrics["ppl"] == pytest.approx(math.exp(sum(r["nll"] for r in scored.samples) / n_orig))

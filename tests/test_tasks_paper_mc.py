@@ -8,11 +8,12 @@ import torch
 
 from conftest import DATA
 from gpt2eval.protocols import multiple_choice as mc
+from gpt2eval.api.answers import flatten, unflatten
 from gpt2eval.api.data import DataSource
 from gpt2eval.protocols.detokenize import cbt_detokenize
 from gpt2eval.errors import DataError
 from gpt2eval.api.requests import Loglikelihood, LoglikelihoodResult
-from gpt2eval.api.task import select
+from gpt2eval.api.plugins import select
 
 
 def task(name):
@@ -32,18 +33,20 @@ def ll(*token_logprobs):
 def test_multiple_choice_requests_and_scoring_rules():
     qs = [mc.Question.shared_context("ctx", [" a", " b c"], gold=1),
           mc.Question.shared_continuation(["x", "y", "z"], " end", gold=0)]
-    reqs = mc.requests(qs)
-    assert reqs == [Loglikelihood("ctx", " a"), Loglikelihood("ctx", " b c"),
-                    Loglikelihood("x", " end"), Loglikelihood("y", " end"), Loglikelihood("z", " end")]
-    assert reqs[0].context is reqs[1].context  # one shared string: the engine may forward it once
-    results = [ll(-3.0), ll(-2.0, -2.0),             # sum: option 0 (-3 > -4); mean: option 1 (-2 > -3)
-               ll(-1.0), ll(-1.0), ll(-0.5, -0.5)]   # sum: a tie of three at -1, the first wins
+    reqs = mc.requests(qs)  # one list of option requests per question
+    assert reqs == [[Loglikelihood("ctx", " a"), Loglikelihood("ctx", " b c")],
+                    [Loglikelihood("x", " end"), Loglikelihood("y", " end"), Loglikelihood("z", " end")]]
+    assert reqs[0][0].context is reqs[0][1].context  # one shared string: the engine may forward it once
+    results = [[ll(-3.0), ll(-2.0, -2.0)],            # sum: option 0 (-3 > -4); mean: option 1 (-2 > -3)
+               [ll(-1.0), ll(-1.0), ll(-0.5, -0.5)]]  # sum: a tie of three at -1, the first wins
     by_sum, by_mean = mc.answers(qs, results, "sum"), mc.answers(qs, results, "mean")
     assert [a.choice for a in by_sum] == [0, 0] and [a.correct for a in by_sum] == [False, True]
     assert [a.choice for a in by_mean] == [1, 2] and by_mean[0].scores == [-3.0, -2.0]
     assert mc.accuracy(by_sum) == 50.0 and mc.accuracy(by_mean) == 50.0
     with pytest.raises(ValueError):
-        mc.answers(qs, results[:4])
+        mc.answers(qs, [results[0], results[1][:2]])  # an option's answer missing
+    with pytest.raises(ValueError):
+        mc.answers(qs, results[:1])                   # a question's answers missing
     with pytest.raises(ValueError):
         mc.Question.shared_context("c", [" a", " b"], gold=2)
 
@@ -94,7 +97,8 @@ def test_cbt_question_worked_out_by_hand(tiny_model, tokenizer, engine_factory):
     """The task's scores and choice against log_softmax over the model's own logits."""
     t = task("cbt_cn")
     examples = t.load(DataSource(DATA)).examples
-    scored = t.score(examples, engine_factory().run(t.requests(examples)))
+    named = t.requests(examples)
+    scored = t.score(examples, unflatten(named, engine_factory().run(flatten(t.name, named))))
     q, row = examples[0], scored.samples[0]
     assert row["candidates"][q.gold] == " dog were on the other side."
     by_hand = []
@@ -146,9 +150,11 @@ def test_winograd_data_and_both_scorings():
     assert full.options[1] == ("", "The trophy doesn't fit into the brown suitcase because the suitcase is too large.")
     assert partial.gold == full.gold == 0
     reqs = t.requests(ds.examples[:2])
-    assert len(reqs) == 8 and reqs[0].continuation == reqs[1].continuation == " feared violence."
+    assert list(reqs) == ["partial", "full"] and len(flatten(t.name, reqs)) == 8
+    assert reqs["partial"][0][0].continuation == reqs["partial"][0][1].continuation == " feared violence."
     # partial: one right (question 0), one wrong; full: the other way round
-    results = [ll(-1.0), ll(-2.0), ll(-1.0), ll(-2.0), ll(-9.0), ll(-8.0), ll(-9.0), ll(-8.0)]
+    results = {"partial": [[ll(-1.0), ll(-2.0)], [ll(-1.0), ll(-2.0)]],
+               "full": [[ll(-9.0), ll(-8.0)], [ll(-9.0), ll(-8.0)]]}
     scored = t.score(ds.examples[:2], results)
     assert scored.metrics == {"acc_partial": 50.0, "acc_full": 50.0}
     assert [s["correct_partial"] for s in scored.samples] == [True, False]

@@ -1,26 +1,25 @@
-"""What a task plugin is, and where plugins are found.
+"""The plugin contract: what a task is.
 
-A plugin is one Python file that defines a subclass of `Task` with a `name`. It has three parts,
-HELM-style: `load` (the data), `requests` (the prompt: what to ask the engine for the examples) and
-`score` (the metric). Its `protocol` dict names every choice that can move the numbers
-(de-tokenizer, windows, prompt, decoding); the runner records it in every output.
-
-Plugins come from the built-in `tasks/` folder (packaged as `gpt2eval.tasks`), from folders
-given with --include-path, and from the entry-point group `gpt2eval.tasks`.
+A task plugin is one Python file with a subclass of `Task` that has a `name`. It has three parts,
+HELM-style: `load(data)` returns the examples (a `Dataset`). `requests(examples)` says what to ask
+the model, as a dict of *named* requests: each value is a request (`Loglikelihood`,
+`RollingLoglikelihood`, `Generation`) or a list, tuple or dict of them, nested as deep as the task
+likes; the names say what each request is for and the nesting which example it serves (LAMBADA:
+{"target": [a Loglikelihood per passage], "stopword_filter": [a Generation per passage], ...}).
+`score(examples, answers)` receives the engine's answers under the same names, in exactly the same
+nesting, a result wherever a request was (`LoglikelihoodResult`, `RollingResult`,
+`GenerationResult`), so a task zips its examples with its answers and never counts positions. It
+returns a `Scored`: the metrics, one sample row per example, and what each metric's confidence
+interval is computed from. `metrics` says how each reported number relates to the paper's tables;
+`protocol` names every choice that can move the numbers (de-tokenizer, windows, prompt, decoding),
+and the runner records it in every output. Where plugins are found: gpt2eval.api.plugins; how the
+named requests become the engine's one list and its answers come back: gpt2eval.api.answers.
 """
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
-import inspect
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .data import Dataset, DataSource
-from ..errors import UserError
-from ..paths import builtin_tasks_dir
-from .requests import Request, Result
 from .uncertainty import Spread
 
 
@@ -58,94 +57,16 @@ class Task:
     description: str = ""
     metrics: dict[str, Metric] = {}
     protocol: dict[str, str] = {}
-    needs_model: bool = True
     min_context: int = 1024   # the smallest model window the protocol is defined for
 
     def load(self, data: DataSource) -> Dataset:
         raise NotImplementedError
 
-    def requests(self, examples: list) -> list[Request]:
-        """Everything to ask the engine for these examples (one request each, or several, or one
-        for a whole stream)."""
+    def requests(self, examples: list) -> dict:
+        """What to ask the engine for these examples: {name: request, or lists, tuples and dicts of
+        requests} (one request per example, or several, or one for a whole stream)."""
         raise NotImplementedError
 
-    def score(self, examples: list, results: list[Result]) -> Scored:
-        """Turn the engine's answers (in the order of `requests`) into metrics and samples."""
+    def score(self, examples: list, answers: dict) -> Scored:
+        """Turn the answers, under the names and in the nesting of `requests`, into metrics and samples."""
         raise NotImplementedError
-
-
-def _tasks_in_module(module) -> list[type[Task]]:
-    return [obj for obj in vars(module).values()
-            if inspect.isclass(obj) and issubclass(obj, Task) and obj is not Task and obj.name
-            and obj.__module__ == module.__name__]
-
-
-def _load_file(path: Path, namespace: str):
-    name = f"{namespace}.{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - a broken plugin is the user's to fix, say which
-        del sys.modules[name]
-        raise UserError(f"task plugin {path} failed to import: {type(e).__name__}: {e}") from None
-    return module
-
-
-def discover(include_paths: list[str] = ()) -> dict[str, type[Task]]:
-    """All task classes by name. A later source overrides an earlier one of the same name."""
-    found: dict[str, type[Task]] = {}
-    sources = [(builtin_tasks_dir(), "gpt2eval.tasks")]
-    for p in include_paths:
-        folder = Path(p).expanduser()
-        if not folder.is_dir():
-            raise UserError(f"--include-path {p} is not a folder of task plugin files")
-        sources.append((folder, f"gpt2eval_plugins_{abs(hash(str(folder.resolve())))}"))
-    for folder, namespace in sources:
-        for path in sorted(folder.glob("*.py")):
-            if path.name.startswith("_"):
-                continue
-            for cls in _tasks_in_module(_load_file(path, namespace)):
-                found[cls.name] = cls
-    for ep in importlib.metadata.entry_points(group="gpt2eval.tasks"):
-        try:
-            obj = ep.load()
-        except Exception as e:  # noqa: BLE001
-            raise UserError(f"entry point {ep.name!r} of group gpt2eval.tasks failed to load: {e}") from None
-        classes = [obj] if inspect.isclass(obj) else _tasks_in_module(obj)
-        for cls in classes:
-            found[cls.name] = cls
-    return found
-
-
-# Every zero-shot experiment of the GPT-2 paper (`--tasks paper`): Table 3's nine datasets (LAMBADA
-# also with OpenAI's described preprocessing), then Winograd, CoQA, CNN/Daily Mail (Table 4), WMT-14
-# both ways and Natural Questions. Not here: TriviaQA (the paper reports no TriviaQA number) and
-# the protocol-variant tasks of experiments already listed (ptb_n_digit, wikitext*_per_article,
-# coqa_lm_eval_prompt), which run by name.
-PAPER_TASKS = ("lambada", "lambada_openai_preprocessed", "cbt_cn", "cbt_ne", "wikitext2", "ptb", "enwik8", "text8",
-               "wikitext103", "1bw", "winograd", "coqa", "cnn_dailymail", "wmt14_fr_en", "wmt14_en_fr",
-               "natural_questions")
-
-
-def expand(names: list[str]) -> list[str]:
-    """Task names with "paper" replaced by PAPER_TASKS; each name once, first mention first."""
-    out = []
-    for n in names:
-        out += PAPER_TASKS if n == "paper" else [n]
-    return list(dict.fromkeys(out))
-
-
-def select(names: list[str], include_paths: list[str] = ()) -> list[Task]:
-    available = discover(include_paths)
-    missing_paper = [n for n in PAPER_TASKS if n not in available] if "paper" in names else []
-    if missing_paper:
-        raise UserError(f"--tasks paper needs the task(s) {', '.join(missing_paper)}, which this installation "
-                        "lacks; install a gpt2eval that has them, or list the tasks you want instead of 'paper'")
-    names = expand(names)
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise UserError(f"unknown task(s) {', '.join(unknown)}; available: {', '.join(sorted(available))} "
-                        "(python run_eval.py --list-tasks)")
-    return [available[n]() for n in names]

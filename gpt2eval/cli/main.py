@@ -69,7 +69,7 @@ def run_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args) -> int:
     from ..runner import RunConfig, evaluate
-    from ..api.task import discover, select
+    from ..api.plugins import discover, select
     if args.list_tasks:
         for name, cls in sorted(discover(args.include_path).items()):
             print(f"{name:16s} {cls.description}")

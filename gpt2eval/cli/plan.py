@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..engine.encode import Encoder, context_of, prefix_groups, shared_lengths
+from ..api.answers import flatten
 from ..api.requests import Generation, Loglikelihood, RollingLoglikelihood
 from ..models.sizes import N_CTX, SIZES, VOCAB, cuda_token_budget
 H100_BF16_TFLOPS = 989.0  # NVIDIA H100 SXM, dense bfloat16 tensor-core peak
@@ -110,7 +111,7 @@ def decode_reads(shapes: list[tuple[int, int]], budget: int) -> tuple[int, int]:
 
 def count_work(task, examples: list, tokenizer, window: int = N_CTX) -> Work:
     """Encode a task's requests for these examples exactly as the engine would, and count."""
-    requests = task.requests(examples)
+    requests = flatten(task.name, task.requests(examples))
     w = Work(task.name, examples=len(examples), requests=len(requests))
     enc = Encoder(tokenizer, window)
     ll_items, _ = enc.loglikelihood([r for r in requests if isinstance(r, Loglikelihood)])
@@ -315,7 +316,7 @@ def run(args) -> int:
     from ..api.data import DataSource
     from ..errors import UserError
     from ..models.load import load_tokenizer
-    from ..api.task import select
+    from ..api.plugins import select
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
     if unknown or not sizes:

@@ -12,6 +12,7 @@ first token after <|endoftext|>. The total NLL in bits is divided by the number 
 An example is a piece of the split (a line of enwik8, a block of text8): each piece's NLL is the
 sum over the GPT-2 tokens that START in it, so sample rows hold each piece's NLL and units and the
 metric is sum(nll) / ln 2 / sum(units) over them; --limit N scores the first N pieces as a stream.
+The task asks for {"stream": RollingLoglikelihood(the pieces joined)} and scores its one answer.
 """
 from __future__ import annotations
 
@@ -72,10 +73,10 @@ class CharLevelTask(Task):
         return Dataset(pieces, n_full=len(pieces), source=source)
 
     def requests(self, examples):
-        return [RollingLoglikelihood("".join(text for text, _ in examples))]
+        return {"stream": RollingLoglikelihood("".join(text for text, _ in examples))}
 
-    def score(self, examples, results):
-        result = results[0]
+    def score(self, examples, answers):
+        result = answers["stream"]
         nll, tokens = result.by_piece([text for text, _ in examples])
         units = sum(n for _, n in examples)
         total = -result.logprob

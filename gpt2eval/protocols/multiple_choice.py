@@ -7,6 +7,10 @@ scoring is the other way round (a different beginning per candidate, one shared 
 becomes one plain `Loglikelihood` request; options that share a context use the very same string,
 so the engine can forward a shared prefix once (it detects it from the token prefixes).
 
+In a task: `requests` gives one list of option requests per question, which the task puts under a
+name (`{"options": mc.requests(questions)}`); its `score` gets one list of results per question
+under that name and passes them to `answers`, which zips them with the questions.
+
 An option's score is the log-probability of its continuation, under one of these rules:
   "sum"   the summed log-probability of the continuation's tokens (its joint probability: the rule
           of the GPT-2 paper for CBT and of Trinh & Le 2018 for Winograd);
@@ -50,9 +54,9 @@ class Answer:
     correct: bool
 
 
-def requests(questions: list[Question]) -> list[Loglikelihood]:
-    """One request per option, question after question."""
-    return [Loglikelihood(ctx, cont) for q in questions for ctx, cont in q.options]
+def requests(questions: list[Question]) -> list[list[Loglikelihood]]:
+    """Per question, one request per option."""
+    return [[Loglikelihood(ctx, cont) for ctx, cont in q.options] for q in questions]
 
 
 def option_score(result: LoglikelihoodResult, scoring: str) -> float:
@@ -63,15 +67,14 @@ def option_score(result: LoglikelihoodResult, scoring: str) -> float:
     raise ValueError(f"unknown scoring {scoring!r}; one of {', '.join(SCORINGS)}")
 
 
-def answers(questions: list[Question], results: list[LoglikelihoodResult],
+def answers(questions: list[Question], per_question: list[list[LoglikelihoodResult]],
             scoring: str = "sum") -> list[Answer]:
-    """Each question's verdict; `results` are the engine's answers to `requests(questions)`."""
-    if len(results) != sum(len(q.options) for q in questions):
-        raise ValueError(f"{len(results)} results for {sum(len(q.options) for q in questions)} options")
-    out, i = [], 0
-    for q in questions:
-        scores = [option_score(r, scoring) for r in results[i:i + len(q.options)]]
-        i += len(q.options)
+    """Each question's verdict; `per_question` are the answers to `requests(questions)`."""
+    out = []
+    for q, results in zip(questions, per_question, strict=True):
+        if len(results) != len(q.options):
+            raise ValueError(f"{len(results)} results for a question of {len(q.options)} options")
+        scores = [option_score(r, scoring) for r in results]
         choice = max(range(len(scores)), key=lambda k: (scores[k], -k))  # first of the best
         out.append(Answer(scores, choice, choice == q.gold))
     return out

@@ -6,7 +6,8 @@ the number of ORIGINAL dataset tokens (whitespace tokens + one <eos> per line), 
 exp(total NLL / original tokens). The windows are not stated in the paper; disjoint 1024-token
 windows (stride = window) are the default, and `stride` names the choice.
 
-An example is one line of the file, so --limit N scores the first N lines as one stream.
+An example is one line of the file, so --limit N scores the first N lines as one stream. The task
+asks for {"stream": RollingLoglikelihood(the lines joined)} and scores the answer under that name.
 
 Named variants beside these defaults (each its own metric or task, never a silent change):
 - word_ppl: exp(total NLL / original words WITHOUT the <eos> per line), the denominator of
@@ -22,7 +23,8 @@ Named variants beside these defaults (each its own metric or task, never a silen
   articles but 62 such lines: two are formula lines of "Constant k filter" (" = 1 henry and
   capacitance C = "), so lm-eval's split, kept here, has 62 streams. Lines before the first
   heading (one blank line) join the first article. An example is then an article, so --limit N
-  scores the first N articles. The normalisation is unchanged.
+  scores the first N articles; the task asks for {"article": [one RollingLoglikelihood per
+  article]}. The normalisation is unchanged.
 Every sample row carries its NLL, GPT-2 tokens, original tokens and words, so each metric can be
 recomputed from the rows.
 """
@@ -124,10 +126,12 @@ class PerplexityTask(Task):
         return [list(a) for a in examples] if self.per_article else [examples]
 
     def requests(self, examples):
-        return [RollingLoglikelihood("".join(d for _, d in lines), stride=self.stride)
-                for lines in self.streams(examples)]
+        streams = [RollingLoglikelihood("".join(d for _, d in lines), stride=self.stride)
+                   for lines in self.streams(examples)]
+        return {"article": streams} if self.per_article else {"stream": streams[0]}
 
-    def score(self, examples, results):
+    def score(self, examples, answers):
+        results = answers["article"] if self.per_article else [answers["stream"]]
         per_line = []  # (original, de-tokenized, nll, gpt2 tokens) for every line of every stream
         for lines, result in zip(self.streams(examples), results, strict=True):
             nll_by_line, tokens_by_line = result.by_piece([d for _, d in lines])
