@@ -120,8 +120,8 @@ def evaluate(cfg: RunConfig, log=print) -> list[dict]:
     for task in cfg.tasks:  # load (and verify) every dataset before any model: fail fast, fail cheap
         ds = task.load(data)
         if not ds.examples:
-            raise UserError(f"task {task.name}: the data has no examples")
-        datasets[task.name] = ds
+            raise UserError(f"task {task.key}: the data has no examples")
+        datasets[task.key] = ds
     cache = ResultCache(cfg.cache) if cfg.cache else None  # before any model too: a bad file fails cheap
     try:
         workers = distributed.start(cache, cfg.output, log)  # None: one process (not under torchrun)
@@ -158,7 +158,7 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
             workers.attach(engine, lm.fingerprint)
         for task in cfg.tasks:  # all checked before any runs: never fail after hours of another task
             if engine.window < task.min_context:
-                raise UserError(f"model {model_id} has a {engine.window}-token context but task {task.name} "
+                raise UserError(f"model {model_id} has a {engine.window}-token context but task {task.key} "
                                 f"needs {task.min_context}")
         results = {"schema": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "git_commit": git_commit(), "versions": versions(),
@@ -167,10 +167,10 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
                    "cache": model_cache.stats if model_cache else None,  # live counters, current at each write
                    "workers": workers.world if workers else 1, "tasks": {}}
         for task in cfg.tasks:
-            task_result = run_task(task, datasets[task.name], engine, cfg.limit, out, log, workers,
-                                   f"{model_index}/{task.name}")
+            task_result = run_task(task, datasets[task.key], engine, cfg.limit, out, log, workers,
+                                   f"{model_index}/{task.key}")
             if writer:
-                results["tasks"][task.name] = task_result
+                results["tasks"][task.key] = task_result
                 results["engine"] = engine.describe()  # token budgets (computed once per run) and caps
                 write_json(out / "results.json", results)
         del engine, lm, model_cache  # the next size loads into the memory this one held
@@ -211,19 +211,20 @@ def free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def protocol_of(task: Task) -> dict:
+    """The task's protocol with the value of each of its options (defaults included): what ran."""
+    options = ", ".join(f"{k}={v}" for k, v in task.settings.items())
+    return {**task.protocol, "options": options} if options else dict(task.protocol)
+
+
 def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
              workers: distributed.Workers | None = None, task_key: str = "") -> dict | None:
     examples = ds.examples[:limit] if limit else ds.examples
-<<<<<<< HEAD
-    requests = task.requests(examples)
-    before = replace(engine.stats)
-=======
     named = task.requests(examples)
-    requests = answers.flatten(task.name, named)
-    before = dict(engine.stats)
->>>>>>> i21-contract
+    requests = answers.flatten(task.key, named)
+    before = replace(engine.stats)
     t0 = time.perf_counter()
-    results = engine.run(requests, desc=task.name)
+    results = engine.run(requests, desc=task.key)
     spent = engine.stats.since(before)
     counts = {k: getattr(spent, k) for k in ("items_computed", "tokens_forwarded", "decode_tokens", "decode_forwarded")}
     if workers and workers.rank != 0:  # rank 0 has (or will read) every answer, and scores the task
@@ -240,10 +241,10 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
     subset = len(examples) < ds.n_full
     for row in scored.samples:
         row.setdefault("subset", subset)
-    write_jsonl(out / "samples" / f"{task.name}.jsonl", scored.samples)
+    write_jsonl(out / "samples" / f"{task.file_stem}.jsonl", scored.samples)
     for relpath, obj in scored.files.items():  # a str is written as plain text (e.g. one segment per line)
         write_atomic(out / relpath, obj) if isinstance(obj, str) else write_json(out / relpath, obj)
-    log(f"{task.name}: {len(examples)}/{ds.n_full} examples{' (SUBSET)' if subset else ''}, "
+    log(f"{task.key}: {len(examples)}/{ds.n_full} examples{' (SUBSET)' if subset else ''}, "
         f"{len(requests)} requests, {wall:.1f}s, " + ", ".join(
             f"{k}={v:.4g}" + (f" {uncertainty.format_ci(spread.intervals[k])}" if k in spread.intervals else "")
             for k, v in scored.metrics.items()))
@@ -251,7 +252,7 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
             "metric_info": {m: {"reference": i.reference, "variant": i.variant, "higher_is_better": i.higher_is_better}
                             for m, i in task.metrics.items()},
             "n_examples": len(examples), "n_full": ds.n_full, "subset": subset,
-            "protocol": task.protocol, "data": ds.source, "extra": scored.extra,
+            "protocol": protocol_of(task), "options": task.settings, "data": ds.source, "extra": scored.extra,
             "n_requests": len(requests), "wall_s": wall, "tokens_forwarded": tokens,
             "tokens_per_s": tokens / wall if wall > 0 else None,
             "items_cached": spent.items_cached,

@@ -3,6 +3,9 @@
 Plugins come from the built-in `tasks/` folder (packaged as `gpt2eval.tasks`), from folders
 given with --include-path, and from the entry-point group `gpt2eval.tasks`; a later source
 overrides an earlier task of the same name. `--tasks paper` stands for PAPER_TASKS.
+
+A task is named with its options, if any: `--tasks wikitext103:stride=512,detokenize=none,ptb` is
+wikitext103 with two options, then ptb (an item with "=" and no ":" continues the task before it).
 """
 from __future__ import annotations
 
@@ -72,23 +75,65 @@ PAPER_TASKS = ("lambada", "lambada_openai_preprocessed", "cbt_cn", "cbt_ne", "wi
                "natural_questions")
 
 
-def expand(names: list[str]) -> list[str]:
-    """Task names with "paper" replaced by PAPER_TASKS; each name once, first mention first."""
+def parse_tasks(text: str) -> list[str]:
+    """The --tasks value as task specs, "name" or "name:key=value,key=value"."""
+    specs: list[str] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        if "=" in item and ":" not in item:  # another option of the task before it
+            if not specs or ":" not in specs[-1]:
+                raise UserError(f"--tasks: option {item} follows no task; write name:{item} (e.g. wikitext2:stride=512)")
+            specs[-1] += "," + item
+        else:
+            specs.append(item)
+    return specs
+
+
+def split_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """"name:key=value,key=value" -> (name, {key: value as written})."""
+    name, _, rest = spec.partition(":")
+    settings = {}
+    for pair in filter(None, rest.split(",")):
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise UserError(f"--tasks {spec}: {pair!r} is not key=value (e.g. wikitext2:stride=512)")
+        settings[key.strip()] = value.strip()
+    return name.strip(), settings
+
+
+def expand(specs: list[str]) -> list[str]:
+    """Task specs with "paper" replaced by PAPER_TASKS; each spec once, first mention first."""
     out = []
-    for n in names:
-        out += PAPER_TASKS if n == "paper" else [n]
+    for s in specs:
+        out += PAPER_TASKS if s == "paper" else [s]
     return list(dict.fromkeys(out))
 
 
-def select(names: list[str], include_paths: list[str] = ()) -> list[Task]:
+def select(specs: list[str], include_paths: list[str] = ()) -> list[Task]:
+    """The tasks these specs name, each built with its options (one line on an unknown task, option
+    or value)."""
     available = discover(include_paths)
-    missing_paper = [n for n in PAPER_TASKS if n not in available] if "paper" in names else []
+    missing_paper = [n for n in PAPER_TASKS if split_spec(n)[0] not in available] if "paper" in specs else []
     if missing_paper:
         raise UserError(f"--tasks paper needs the task(s) {', '.join(missing_paper)}, which this installation "
                         "lacks; install a gpt2eval that has them, or list the tasks you want instead of 'paper'")
-    names = expand(names)
-    unknown = [n for n in names if n not in available]
+    parsed = [split_spec(s) for s in expand(specs)]
+    unknown = list(dict.fromkeys(n for n, _ in parsed if n not in available))
     if unknown:
         raise UserError(f"unknown task(s) {', '.join(unknown)}; available: {', '.join(sorted(available))} "
                         "(python run_eval.py --list-tasks)")
-    return [available[n]() for n in names]
+    tasks = []
+    for name, raw in parsed:
+        cls = available[name]
+        bad = [k for k in raw if k not in cls.options]
+        if bad:
+            known = ", ".join(cls.options) or "none"
+            raise UserError(f"task {name} has no option {', '.join(bad)} (its options: {known}; "
+                            "python run_eval.py --list-tasks)")
+        tasks.append(cls(**{k: cls.options[k].parse(name, k, v) for k, v in raw.items()}))
+    keys = [t.key for t in tasks]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise UserError(f"--tasks names {', '.join(twice)} twice (with the same options); name each task once")
+    return tasks

@@ -12,15 +12,43 @@ nesting, a result wherever a request was (`LoglikelihoodResult`, `RollingResult`
 returns a `Scored`: the metrics, one sample row per example, and what each metric's confidence
 interval is computed from. `metrics` says how each reported number relates to the paper's tables;
 `protocol` names every choice that can move the numbers (de-tokenizer, windows, prompt, decoding),
-and the runner records it in every output. Where plugins are found: gpt2eval.api.plugins; how the
-named requests become the engine's one list and its answers come back: gpt2eval.api.answers.
+and the runner records it in every output. `options` are the protocol choices a user may set
+(`--tasks wikitext2:stride=512`): each becomes an attribute of the task instance, and the
+non-default ones are part of the task's identity (`key`). Where plugins are found:
+gpt2eval.api.plugins; how the named requests become the engine's one list and its answers come
+back: gpt2eval.api.answers.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import UserError
 from .data import Dataset, DataSource
 from .uncertainty import Spread
+
+
+@dataclass(frozen=True)
+class Option:
+    """A protocol choice a user may set on the command line: `--tasks name:key=value`.
+
+    default: the value the task has unless asked otherwise (its type, int or str, is the type a value
+    is read as; None means "not set" and reads values as `kind`). choices: the allowed values
+    (empty: any value of that type). help: one line for --list-tasks and docs/tasks.md."""
+    default: object
+    help: str
+    choices: tuple = ()
+    kind: type = str
+
+    def parse(self, task: str, key: str, text: str):
+        kind = self.kind if self.default is None else type(self.default)
+        try:
+            value = kind(text)
+        except ValueError:
+            raise UserError(f"task {task}: option {key}={text} is not {'an integer' if kind is int else 'valid'}; "
+                            f"{key}: {self.help}") from None
+        if self.choices and value not in self.choices:
+            raise UserError(f"task {task}: option {key}={text} is not one of {', '.join(map(str, self.choices))}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -57,7 +85,31 @@ class Task:
     description: str = ""
     metrics: dict[str, Metric] = {}
     protocol: dict[str, str] = {}
+    options: dict[str, Option] = {}
     min_context: int = 1024   # the smallest model window the protocol is defined for
+
+    def __init__(self, **settings):
+        """`settings`: option name -> value (already of the option's type); the rest keep their default."""
+        unknown = [k for k in settings if k not in self.options]
+        if unknown:
+            known = ", ".join(self.options) or "none"
+            raise UserError(f"task {self.name} has no option {', '.join(unknown)} (its options: {known}; "
+                            "python run_eval.py --list-tasks)")
+        self.settings = {k: settings.get(k, opt.default) for k, opt in self.options.items()}
+        for k, value in self.settings.items():
+            setattr(self, k, value)
+
+    @property
+    def key(self) -> str:
+        """The task's identity in results.json, comparison.csv and reports: its name, then the options
+        set to other than their default ("wikitext2:stride=512"), in the order the task declares them."""
+        changed = [f"{k}={v}" for k, v in self.settings.items() if v != self.options[k].default]
+        return f"{self.name}:{','.join(changed)}" if changed else self.name
+
+    @property
+    def file_stem(self) -> str:
+        """`key` as a file name (samples/<file_stem>.jsonl): no ':' or ',' in it."""
+        return self.key.replace(":", "@").replace(",", "+")
 
     def load(self, data: DataSource) -> Dataset:
         raise NotImplementedError

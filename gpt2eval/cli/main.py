@@ -69,7 +69,7 @@ def run_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args) -> int:
     from ..runner import RunConfig, evaluate
-    from ..api.plugins import discover, select
+    from ..api.plugins import discover, parse_tasks, select
     if args.list_tasks:
         for name, cls in sorted(discover(args.include_path).items()):
             print(f"{name:16s} {cls.description}")
@@ -83,7 +83,7 @@ def cmd_run(args) -> int:
         unknown = [s for s in models if s not in SIZES]
         if unknown:
             raise UserError(f"unknown size(s) {', '.join(unknown)}; choose from {', '.join(SIZES)}")
-    tasks = select([t.strip() for t in args.tasks.split(",") if t.strip()], args.include_path)
+    tasks = select(parse_tasks(args.tasks), args.include_path)
     if not tasks:
         raise UserError("--tasks is empty; name at least one task (python run_eval.py --list-tasks)")
     if args.cache and args.no_cache:

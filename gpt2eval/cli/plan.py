@@ -316,7 +316,7 @@ def run(args) -> int:
     from ..api.data import DataSource
     from ..errors import UserError
     from ..models.load import load_tokenizer
-    from ..api.plugins import select
+    from ..api.plugins import parse_tasks, select
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
     if unknown or not sizes:
@@ -327,7 +327,7 @@ def run(args) -> int:
         raise UserError(f"--peak-tflops expects numbers, got {args.peak_tflops!r}") from None
     if args.measure_peak:
         peaks[f"here-{args.dtype}"] = measure_matmul_peak(args.dtype) / 1e12
-    tasks = select([t.strip() for t in args.tasks.split(",") if t.strip()], args.include_path)
+    tasks = select(parse_tasks(args.tasks), args.include_path)
     try:
         tokenizer = load_tokenizer(args.tokenizer)
     except Exception as e:  # noqa: BLE001 - one clear line
