@@ -110,13 +110,17 @@ def diffs(ours: float | None, theirs: float | None) -> tuple[float | None, float
     return ours - theirs, (ours - theirs) / theirs * 100 if theirs else None
 
 
-def write_rows(path: str | Path, rows: list[dict], columns: list[str] | None = None) -> None:
-    """Any list of dicts as a CSV (columns: the given ones, else the first row's keys)."""
+def rows_csv(rows: list[dict], columns: list[str] | None = None) -> str:
+    """Any list of dicts as CSV text (columns: the given ones, else the first row's keys)."""
     import io as _io
-
-    from ..io import write_atomic
     buf = _io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns or list(rows[0] if rows else []), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_rows(path: str | Path, rows: list[dict], columns: list[str] | None = None) -> None:
+    """Any list of dicts as a CSV file, written atomically."""
+    from ..io import write_atomic
+    write_atomic(path, rows_csv(rows, columns))

@@ -1,7 +1,9 @@
 """The `compare` report as a document: a list of blocks (headings, paragraphs, tables, images, and
-per-task blocks that put a task's scaling plots beside its tables), rendered as Markdown or as one
-self-contained HTML page. The headline comes first (one row per paper number), then one section
-per task, then the Table 3/4 layouts, models, protocol, data provenance and reference sources."""
+per-task blocks that put a task's scaling plots, each captioned with the metrics it shows and the
+paper row they are compared with, beside its tables), rendered as Markdown or as one self-contained
+HTML page. The headline comes first (one row per task and paper number), then the tasks a run
+skipped, one section per task in the paper's order, the Table 3/4 layouts, models, protocol, data
+provenance and reference sources."""
 from __future__ import annotations
 
 import base64
@@ -12,8 +14,10 @@ from pathlib import Path
 
 from .. import __version__
 from . import summary
-from .tables import OTHER_COLUMNS, OURS, other_rows, table3_rows, table4_rows
+from .order import size_key
 from .summary import num
+from .table3_view import table3_blocks
+from .tables import OTHER_COLUMNS, OURS, other_rows, table4_rows
 
 
 def column_of(model: dict) -> str:
@@ -21,10 +25,13 @@ def column_of(model: dict) -> str:
     return model.get("size") or Path(str(model.get("id", "?"))).name
 
 
-def blocks(winner: dict, cells: list[dict], refs: list[dict], notes: list[str], pngs: dict) -> list:
-    """The report as ("h1" | "h2" | "p", text), ("list", items), ("table", header, rows), ("img", title, key)
-    and ("task", name, [image keys], [sub-blocks]): a task's plots beside its tables."""
-    runs = list({id(r): r for r in winner.values()}.values())
+def blocks(winner: dict, cells: list[dict], refs: list[dict], notes: list[str], pngs: dict,
+           captions: dict | None = None, skipped: list[list[str]] = ()) -> list:
+    """The report as ("h1" | "h2" | "p", text), ("list", items[, HTML class]), ("table", header, rows[, HTML class]),
+    ("img", title, key) and ("task", name, [(image key, caption)], [sub-blocks]): a task's plots
+    beside its tables. `captions`: image key -> what the image shows; `skipped`: [task, sizes, reason]."""
+    captions = captions or {}
+    runs = sorted({id(r): r for r in winner.values()}.values(), key=lambda r: size_key(column_of(r["model"])))
     out = [("h1", "GPT-2 zero-shot results beside the paper"),
            ("p", f"gpt2eval {__version__}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, from {len(runs)} run(s). "
                  "Every value of ours carries its 95% confidence interval over the test set's examples; "
@@ -32,12 +39,17 @@ def blocks(winner: dict, cells: list[dict], refs: list[dict], notes: list[str], 
     if any(c["ours"] and c["ours"]["subset"] for c in cells):
         out.append(("p", "Warning: values marked * were computed on a subset (--limit) and are not comparable "
                          "with the paper's full-set numbers."))
-    out += [("h2", "Headline: the paper's numbers"), ("table", summary.HEADLINE, summary.headline(cells)),
-            ("p", "One row per paper number we have a value for. Where several protocol variants are compared "
-                  "with one paper number, the closest is shown and named. Δ = ours − paper.")]
+    out += [("h2", "Headline: the paper's numbers"), ("table", summary.HEADLINE, summary.headline(cells), "whole"),
+            ("p", "One row per task and paper number we have a value for, in the paper's order. Where several "
+                  "protocol variants of a task are compared with one paper number, the closest is shown and named. "
+                  "Δ = ours − paper.")]
+    if skipped:
+        out += [("h2", "Skipped tasks"), ("table", ["task", "size", "reason"], skipped),
+                ("p", "These runs left the tasks out (--skip-unavailable): they have no values in this report.")]
     for task in dict.fromkeys(c["task"] for c in cells):
         mine = [c for c in cells if c["task"] == task]
         keys = [k for k in pngs if k[0] == "panel" and k[1] == task] or [k for k in pngs if k[:1] == (task,)]
+        figures = [(k, captions.get(k, f"{task}: {k[-1]}")) for k in keys]
         parts = [("table", summary.TASK_TABLE, summary.task_rows(mine))]
         paired = summary.paired_rows(winner, task)
         if paired:
@@ -47,13 +59,11 @@ def blocks(winner: dict, cells: list[dict], refs: list[dict], notes: list[str], 
             parts += [("p", "Spread of the corpus score across independent draws (--samples):"),
                       ("table", summary.DRAWS, draws)]
         parts.append(("list", summary.variants(mine)))
-        out.append(("task", task, keys, parts))
+        out.append(("task", task, figures, parts))
     out.append(("p", "n = examples evaluated / full set; * = subset. Accuracies in percent; for ppl, bits and "
                      "loss lower is better. How each interval is computed: README, 'Confidence intervals'. "
                      "The full grid is in the tidy CSV (--csv)."))
-    t3 = table3_rows(cells, refs)
-    out += [("h2", "Table 3 layout"), ("table", list(t3[0]), [list(map(_cell, r.values())) for r in t3]),
-            ("p", "Values only; their intervals are in the tidy CSV and in the tables above.")]
+    out += [("h2", "Table 3 layout"), *table3_blocks(cells, refs)]
     t4 = table4_rows(cells, refs)
     if any(r["source"] == OURS for r in t4):
         out += [("h2", "Table 4 layout (CNN/Daily Mail)"),
@@ -124,14 +134,15 @@ def to_markdown(doc: list, image_paths: dict, base: Path) -> str:
         elif kind == "list":
             out.append("\n".join(f"- {esc(x)}" for x in rest[0]))
         elif kind == "table":
-            head, rows = rest
+            head, rows = rest[:2]
             out.append("\n".join(["| " + " | ".join(map(esc, head)) + " |", "|" + "---|" * len(head)] +
                                  ["| " + " | ".join(map(flag, r)) + " |" for r in rows]))
         elif kind == "img" and rest[1] in image_paths:
             out.append(f"![{rest[0]}]({Path(os.path.relpath(image_paths[rest[1]], base)).as_posix()})")
         elif kind == "task":
-            name, _, parts = rest
-            images = [("img", f"{t} · {m}", (t, m)) for t, m in image_paths if t == name]
+            name, figures, parts = rest
+            images = [block for key, caption in figures if key in image_paths
+                      for block in (("img", " · ".join(key[-2:]), key), ("p", f"*{caption}*"))]
             out.append(to_markdown([("h2", name), *images, *parts], image_paths, base).rstrip("\n"))
     return "\n\n".join(out) + "\n"
 
@@ -141,6 +152,9 @@ body{font-family:sans-serif;margin:1.5em;max-width:1360px;color:#222}
 h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:12px;margin:.6em 0}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;overflow-wrap:anywhere}
+table.whole td,table.whole th{overflow-wrap:normal}
+table.table3 td{white-space:nowrap}
+table.table3 th{min-width:3.5em}
 th{background:#f4f4f4;max-width:11em}
 td:first-child,th:first-child{text-align:left}
 td.out{background:#fde2e2;color:#a00;font-weight:bold}
@@ -152,14 +166,18 @@ td.in{color:#070}
 .tables ul{font-size:12px;color:#555;padding-left:1.2em}
 .tables p{margin:.8em 0 0;font-size:13px}
 figure{display:inline-block;margin:4px}
+.plots figure{display:block;margin:0 0 6px}
+ul.legend{font-size:12px;color:#444}
+figcaption{font-size:11px;color:#555;width:480px}
 """
 
 
-def _html_table(head: list, rows: list) -> str:
+def _html_table(head: list, rows: list, css_class: str = "") -> str:
     e = htmllib.escape
     cell = lambda x: (f'<td class="out">{e(x)}</td>' if x == summary.OUTSIDE else  # noqa: E731
                       f'<td class="in">{e(x)}</td>' if x == summary.INSIDE else f"<td>{e(x)}</td>")
-    return ("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>" +
+    opening = f'<table class="{e(css_class)}">' if css_class else "<table>"
+    return (opening + "<tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>" +
             "".join("<tr>" + "".join(map(cell, r)) + "</tr>" for r in rows) + "</table>")
 
 
@@ -169,17 +187,19 @@ def _html_blocks(doc: list, pngs: dict) -> list[str]:
     for kind, *rest in doc:
         if kind in ("h1", "h2", "h3", "p"):
             body.append(f"<{kind}>{e(rest[0])}</{kind}>")
-        elif kind == "list":
-            body.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in rest[0]) + "</ul>")
+        elif kind == "list":  # ("list", items[, HTML class])
+            opening = f'<ul class="{e(rest[1])}">' if len(rest) > 1 else "<ul>"
+            body.append(opening + "".join(f"<li>{e(x)}</li>" for x in rest[0]) + "</ul>")
         elif kind == "table":
             body.append(_html_table(*rest))
         elif kind == "img":
             data = base64.b64encode(pngs[rest[1]]).decode("ascii")
             body.append(f'<figure><img alt="{e(rest[0])}" src="data:image/png;base64,{data}"></figure>')
         elif kind == "task":
-            name, keys, parts = rest
-            imgs = "".join(f'<img alt="{e(name)} · {e(str(k[-1]))}" src="data:image/png;base64,'
-                           f'{base64.b64encode(pngs[k]).decode("ascii")}">' for k in keys)
+            name, figures, parts = rest
+            imgs = "".join(f'<figure><img alt="{e(caption)}" src="data:image/png;base64,'
+                           f'{base64.b64encode(pngs[k]).decode("ascii")}"><figcaption>{e(caption)}</figcaption>'
+                           "</figure>" for k, caption in figures)
             body.append(f'<h2 id="task-{e(name)}">{e(name)}</h2><div class="task"><div class="plots">{imgs}</div>'
                         f'<div class="tables">' + "".join(_html_blocks(parts, pngs)) + "</div></div>")
     return body

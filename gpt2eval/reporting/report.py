@@ -2,18 +2,22 @@
 run given (a run folder, or a folder of them such as a multi-size output) merged into one grid of
 task x metric x size, written as a terminal table, a tidy CSV, the paper's Table 3 / Table 4
 layouts, scaling plots, Markdown and a self-contained HTML page (laid out by gpt2eval.reporting.document).
-Where two runs cover one task at one size, the later (by "created") wins and the report says so."""
+Where two runs cover one task at one size, the later (by "created") wins and the report says so.
+Every output path is checked before anything is read or printed, and the outputs are written all
+at once at the end (gpt2eval.io.write_all): a bad path or a full disk is one line, no traceback,
+and no output is left half-written."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .compare import diffs, in_interval, load_references, write_rows
+from .compare import diffs, in_interval, load_references, rows_csv
 from .tables import OTHER_COLUMNS, TIDY_COLUMNS, grid, other_rows, table3_rows, table4_columns, table4_rows, tidy_rows
 from .document import blocks, column_of, to_html, to_markdown
 from ..errors import UserError
-from ..io import write_atomic
-from .plots import render, render_task, write_plots
+from ..io import check_output, write_all
+from .order import size_key, task_key
+from .plots import panel_caption, plot_paths, render, render_task
 from ..models.sizes import SIZES
 from .summary import num
 from ..api.uncertainty import format_ci
@@ -54,7 +58,7 @@ def load_runs(paths: list[str | Path]) -> list[dict]:
 
 def collect(runs: list[dict]) -> tuple[list[dict], dict[tuple[str, str], dict], list[str]]:
     """(our value records, (size, task) -> the run it comes from, notes). A later run replaces an
-    earlier one per (size, task)."""
+    earlier one per (size, task). Tasks in the paper's order (gpt2eval.reporting.order), then sizes."""
     winner: dict[tuple[str, str], dict] = {}
     notes = []
     for run in sorted(runs, key=lambda r: r.get("created") or ""):
@@ -66,6 +70,9 @@ def collect(runs: list[dict]) -> tuple[list[dict], dict[tuple[str, str], dict], 
                 notes.append(f"{task} at {col}: {run['_dir']} (created {run.get('created')}) replaces "
                              f"{prev['_dir']} (created {prev.get('created')}){other}")
             winner[(col, task)] = run
+    references = {task: sorted(i.get("reference") or "" for i in (run["tasks"][task].get("metric_info") or {}).values())
+                  for (_, task), run in winner.items()}
+    winner = dict(sorted(winner.items(), key=lambda kv: (task_key(kv[0][1], references[kv[0][1]]), size_key(kv[0][0]))))
     records = []
     for (col, task), run in winner.items():
         t, model = run["tasks"][task], run["model"]
@@ -137,44 +144,98 @@ def select_metrics(records: list[dict], wanted: str | None) -> list[dict]:
     return [r for r in records if r["metric"] in names or f"{r['task']}/{r['metric']}" in names]
 
 
+OPTIONS = {"csv": "--csv", "table3_csv": "--table3-csv", "table4_csv": "--table4-csv", "other_csv": "--other-csv",
+           "markdown": "--markdown", "html": "--html", "plot": "--plot"}
+
+
+def check_outputs(outputs: dict[str, str | Path | None], options: dict[str, str] | None = None) -> None:
+    """Refuse any output path that cannot be written (gpt2eval.io.check_output; --plot is a folder,
+    the others files), and two outputs that name one path. `options`: the option each output
+    came from, where not its own (--out)."""
+    options = {**OPTIONS, **(options or {})}
+    seen: dict[Path, str] = {}
+    for key, path in outputs.items():
+        if not path:
+            continue
+        check_output(path, options[key], folder=key == "plot")
+        first = seen.setdefault(Path(path).expanduser().resolve(), key)
+        if first != key:
+            raise UserError(f"{options[first]} and {options[key]} both name {path}; give each output its own path")
+
+
+def skipped_tasks(runs: list[dict], winner: dict) -> list[list[str]]:
+    """[task, sizes, reason] for each task a run left out (results.json "skipped": {task: reason},
+    --skip-unavailable) that no run supplies at that size; absent or empty: none."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for run in runs:
+        skipped = run.get("skipped") or {}
+        if isinstance(skipped, list):  # names without reasons: tolerated
+            skipped = dict.fromkeys(skipped, "")
+        col = column_of(run["model"])
+        for task, reason in (skipped.items() if isinstance(skipped, dict) else []):
+            sizes = found.setdefault((str(task), str(reason or "-")), [])
+            if (col, task) not in winner and col not in sizes:
+                sizes.append(col)
+    return [[task, ", ".join(sorted(sizes, key=size_key)), why]
+            for (task, why), sizes in sorted(found.items(), key=lambda kv: task_key(kv[0][0])) if sizes]
+
+
 def write_report(paths: list, *, csv=None, table3_csv=None, table4_csv=None, other_csv=None, markdown=None, html=None,
-                 plot=None, reference_dir=None, metrics=None, log=print) -> list[dict]:
-    """Merge the runs under `paths`, print the table, write what was asked for; returns the cells."""
+                 plot=None, reference_dir=None, metrics=None, log=print, options=None) -> list[dict]:
+    """Merge the runs under `paths`, print the table, write what was asked for; returns the cells.
+    `options`: output -> the option it came from, for the messages (default: its own)."""
+    outputs = {"csv": csv, "table3_csv": table3_csv, "table4_csv": table4_csv, "other_csv": other_csv,
+               "markdown": markdown, "html": html, "plot": plot}
+    check_outputs(outputs, options)  # before anything is read or printed
     refs = load_references(reference_dir)
-    records, winner, notes = collect(load_runs(paths))
+    runs = load_runs(paths)
+    records, winner, notes = collect(runs)
     records = select_metrics(records, metrics)
     cells = grid(records, refs)
+    skipped = skipped_tasks(runs, winner)
     sizes = [s for s in dict.fromkeys(c["size"] for c in cells) if any(c["ours"] for c in cells if c["size"] == s)]
     log(text_table(*merged_table(cells, sizes)))
     if set(SIZES) - set(sizes):
         log(f"\nno run for: {', '.join(s for s in SIZES if s not in sizes)} (paper values: CSV / Markdown / HTML)")
     for n in notes:
         log("note: " + n)
+    for task, at, reason in skipped:
+        log(f"skipped: {task} ({at}): {reason}")
+    files: dict[Path, str | bytes] = {}
     if csv:
-        write_rows(csv, tidy_rows(cells), TIDY_COLUMNS)
+        files[Path(csv)] = rows_csv(tidy_rows(cells), TIDY_COLUMNS)
     if table3_csv:
-        write_rows(table3_csv, table3_rows(cells, refs, intervals=True))
+        files[Path(table3_csv)] = rows_csv(table3_rows(cells, refs, intervals=True))
     if table4_csv:
-        write_rows(table4_csv, table4_rows(cells, refs, intervals=True), table4_columns(intervals=True))
+        files[Path(table4_csv)] = rows_csv(table4_rows(cells, refs, intervals=True), table4_columns(intervals=True))
     if other_csv:
-        write_rows(other_csv, other_rows(cells, refs), OTHER_COLUMNS)
-    pngs = render(cells) if (plot or markdown or html) else {}
-    png_paths = write_plots(pngs, plot) if plot else {}
+        files[Path(other_csv)] = rows_csv(other_rows(cells, refs), OTHER_COLUMNS)
+    pngs = render(cells) if plot else {}
+    png_paths = plot_paths(pngs, plot) if plot else {}
+    files.update({png_paths[k]: png for k, png in pngs.items()})
     if markdown:
-        doc = blocks(winner, cells, refs, notes, png_paths)
-        write_atomic(markdown, to_markdown(doc, png_paths, Path(markdown).resolve().parent))
+        captions = {key: panel_caption({key[1]: [c for c in cells if (c["task"], c["metric"]) == key]})
+                    for key in png_paths}
+        doc = blocks(winner, cells, refs, notes, png_paths, captions, skipped)
+        files[Path(markdown)] = to_markdown(doc, png_paths, Path(markdown).resolve().parent)
     if html:  # one panel per task and paper row, its protocol variants drawn together
-        panels = {("panel", task, ref): png for task in dict.fromkeys(c["task"] for c in cells)
-                  for ref, png in render_task([c for c in cells if c["task"] == task])}
-        write_atomic(html, to_html(blocks(winner, cells, refs, notes, panels), panels))
-    if any((csv, table3_csv, table4_csv, other_csv, markdown, html, plot)):
-        log("wrote " + ", ".join(str(p) for p in (csv, table3_csv, table4_csv, other_csv, markdown, html, plot) if p))
+        panels, captions = {}, {}
+        for task in dict.fromkeys(c["task"] for c in cells):
+            for ref, caption, png in render_task([c for c in cells if c["task"] == task]):
+                panels[("panel", task, ref)], captions[("panel", task, ref)] = png, caption
+        files[Path(html)] = to_html(blocks(winner, cells, refs, notes, panels, captions, skipped), panels)
+    write_all(files)
+    if plot:  # the folder asked for, even when there was nothing to draw
+        Path(plot).mkdir(parents=True, exist_ok=True)
+    if any(outputs.values()):
+        log("wrote " + ", ".join(str(p) for p in outputs.values() if p))
     return cells
 
 
 def write_report_folder(folder: str | Path, log=print) -> list[dict]:
     """Everything, with the default names, into a run's output folder (the end of a multi-size run)."""
-    return write_report([folder], log=log, **{k: Path(folder) / v for k, v in DEFAULT_NAMES.items()})
+    return write_report([folder], log=log, options=dict.fromkeys(DEFAULT_NAMES, "--output"),
+                        **{k: Path(folder) / v for k, v in DEFAULT_NAMES.items()})
 
 
 # ---- the `compare` subcommand -----------------------------------------------------------------
@@ -196,7 +257,10 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     chosen = {k: getattr(args, k) for k in DEFAULT_NAMES}
+    options = {}
     if args.out:
+        check_output(args.out, "--out", folder=True)
+        options = {k: "--out" for k, v in chosen.items() if not v}
         chosen = {k: v or Path(args.out) / DEFAULT_NAMES[k] for k, v in chosen.items()}
-    write_report(args.runs, reference_dir=args.reference_dir, metrics=args.metrics, **chosen)
+    write_report(args.runs, reference_dir=args.reference_dir, metrics=args.metrics, options=options, **chosen)
     return 0

@@ -7,6 +7,8 @@ draws. Input: the comparison grid's cells (gpt2eval.reporting.tables.grid) and t
 from __future__ import annotations
 
 from .compare import diffs, in_interval
+from .order import row_key, size_key
+
 OUTSIDE, INSIDE = "no", "yes"   # "paper value within our 95% interval"
 
 
@@ -19,8 +21,8 @@ def num(v, signed: bool = False) -> str:
 
 
 def with_ci(record: dict | None) -> str:
-    """"21.33 ± 6.58" for a symmetric interval, "74.11 (50.18–114.91)" for another; the bare value
-    without an interval."""
+    """"21.33 ± 6.58" for a symmetric interval, "74.11 [50.18, 114.91]" for another (bounds apart by a
+    comma, so that a negative bound reads "[-36206.42, -1.20]"); the bare value without an interval."""
     if not record:
         return ""
     value, iv = record["value"], record.get("interval") or {}
@@ -29,7 +31,7 @@ def with_ci(record: dict | None) -> str:
     lo, hi = iv["ci_low"], iv["ci_high"]
     if abs((value - lo) - (hi - value)) <= 0.01 * max(hi - lo, 1e-12):
         return f"{num(value)} ± {num((hi - lo) / 2)}"
-    return f"{num(value)} ({num(lo)}–{num(hi)})"
+    return f"{num(value)} [{num(lo)}, {num(hi)}]"
 
 
 def n_cell(record: dict | None) -> str:
@@ -47,14 +49,19 @@ HEADLINE = ["task", "paper row", "size", "paper", "ours (95% CI)", "Δ", "paper 
 
 
 def headline(cells: list[dict]) -> list[list[str]]:
-    """One row per paper number (reference row and size) that one of our metrics is compared with;
-    where several variants share it, the one closest to the paper is shown and named."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    """One row per task and paper number (reference row and size) that one of its metrics is compared
+    with; where several variants of a task share it, the one closest to the paper is shown and named.
+    A task's protocol variant (lambada_openai_preprocessed) gets rows of its own: it is another
+    experiment, not another candidate for the closest value. Rows in the paper's order: tasks as
+    the cells list them (gpt2eval.reporting.order), then paper row, then size."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for c in cells:
         if c["ours"] and c["refs"].get("paper") and c["reference"]:
-            groups.setdefault((c["reference"], c["size"]), []).append(c)
+            groups.setdefault((c["task"], c["reference"], c["size"]), []).append(c)
+    tasks = list(dict.fromkeys(c["task"] for c in cells))
     rows = []
-    for (ref, size), group in groups.items():
+    for (_, ref, size), group in sorted(groups.items(), key=lambda kv: (tasks.index(kv[0][0]), row_key(kv[0][1]),
+                                                                         size_key(kv[0][2]))):
         paper = group[0]["refs"]["paper"]["value"]
         best = min(group, key=lambda c: abs(c["ours"]["value"] - paper))
         variant = best["metric"] + (f" (closest of {len(group)})" if len(group) > 1 else "")

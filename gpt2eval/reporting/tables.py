@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..models.sizes import PAPER_PARAMS, SIZES
 from .compare import BOUNDS, INTERVAL, PAPER_SOURCE_PREFIX, diffs, in_interval, paper_value
+from .order import task_order
 
 TIDY_COLUMNS = ["task", "metric", "variant", "reference", "size", "paper_params", "source", "value", "ours",
                 "stderr", "ci_low", "ci_high", "diff", "rel_diff_pct", "in_ci", "n_examples", "n_full", "subset",
@@ -48,10 +49,15 @@ def size_columns(records: list[dict]) -> list[str]:
 
 def grid(records: list[dict], refs: list[dict]) -> list[dict]:
     """One cell per (task, metric) and size column: our record (or None) and every reference row.
-    `records` are our values: dicts with task, metric, size, value, variant, reference, ... ."""
+    `records` are our values: dicts with task, metric, size, value, variant, reference, ... . Tasks
+    in the paper's order (gpt2eval.reporting.order), a task's metrics in the order it reports them."""
     metrics: dict[tuple, dict] = {}
+    references: dict[str, set] = {}
     for r in records:
         metrics.setdefault((r["task"], r["metric"]), r)
+        references.setdefault(r["task"], set()).add(r["reference"])
+    rank = {task: i for i, task in enumerate(task_order(references))}
+    metrics = dict(sorted(metrics.items(), key=lambda kv: rank[kv[0][0]]))  # stable: metrics keep their order
     ours = {(r["task"], r["metric"], r["size"]): r for r in records}
     return [{"task": task, "metric": metric, "size": size, "variant": info.get("variant", ""),
              "reference": info.get("reference"), "higher_is_better": info.get("higher_is_better", True),
@@ -86,6 +92,35 @@ def _bounds(header: str, ours: dict | None) -> dict:
     return {f"{header} {k}": iv.get(k) for k in BOUNDS}
 
 
+NO_FILTER = ("LAMBADA (ACC, no stop-word filter)", "lambada/acc_without_stopword_filter")
+
+
+def column_header(label: str, name: str | None) -> str:
+    """A Table 3 CSV column: the paper's heading, then "[name]" where several of ours share it."""
+    return f"{label} [{name}]" if name else label
+
+
+def table3_columns(cells: list[dict]) -> list[tuple[str, str, tuple[str, str] | None, str | None]]:
+    """Table 3's columns over these cells, left to right: (the paper's heading, its reference key,
+    our (task, metric) shown in it or None, and the name that tells apart several of ours in one
+    paper column: the metric, or "task/metric" for another task than the paper row's; None when
+    the column holds a single metric of the paper row's own name)."""
+    layout = []
+    for label, ref in TABLE3:
+        layout.append((label, ref, True))
+        if ref == "lambada/acc":
+            layout.append((*NO_FILTER, False))
+    columns = []
+    for label, ref, always in layout:
+        ours = list(dict.fromkeys((c["task"], c["metric"]) for c in cells if c["reference"] == ref))
+        if not ours and not always:
+            continue
+        for tm in ours or [None]:
+            plain = tm is None or (len(ours) == 1 and "/".join(tm) == ref)
+            columns.append((label, ref, tm, None if plain else (tm[1] if tm[0] == ref.split("/")[0] else "/".join(tm))))
+    return columns
+
+
 def table3_rows(cells: list[dict], refs: list[dict], intervals: bool = False) -> list[dict]:
     """The paper's Table 3 layout: rows size x source, a column per task. Where several of our
     metrics share one paper column (LAMBADA ACC: two stop-word filters, and the preprocessed
@@ -96,20 +131,7 @@ def table3_rows(cells: list[dict], refs: list[dict], intervals: bool = False) ->
     followed by "<column> ci_low" and "<column> ci_high", our value's 95% interval (empty in the
     other sources' rows)."""
     at = {(c["task"], c["metric"], c["size"]): c for c in cells}
-    layout = []
-    for label, ref in TABLE3:
-        layout.append((label, ref, True))
-        if ref == "lambada/acc":
-            layout.append(("LAMBADA (ACC, no stop-word filter)", "lambada/acc_without_stopword_filter", False))
-    columns = []
-    for label, ref, always in layout:
-        ours = list(dict.fromkeys((c["task"], c["metric"]) for c in cells if c["reference"] == ref))
-        if not ours and not always:
-            continue
-        for tm in ours or [None]:
-            plain = tm is None or (len(ours) == 1 and "/".join(tm) == ref)
-            name = None if plain else (tm[1] if tm[0] == ref.split("/")[0] else "/".join(tm))
-            columns.append((f"{label} [{name}]" if name else label, ref, tm))
+    columns = [(column_header(label, name), ref, tm) for label, ref, tm, name in table3_columns(cells)]
     extra = sorted({n for c in cells for n in c["refs"] if n != "paper" and any(c["reference"] == r for _, r, _ in
                                                                                columns)})
     rows = []
