@@ -76,7 +76,7 @@ SKIPPED = {"natural_questions": "data not found: nq_open (--skip-unavailable)"}
 
 def random_model_block(task: str, seed: int) -> dict:
     """One task of a random test model's run, with its real metric names and paper rows."""
-    from gpt2eval.api.task import discover
+    from gpt2eval.api.plugins import discover
     info = {m: {"reference": i.reference, "variant": i.variant, "higher_is_better": i.higher_is_better}
             for m, i in discover([])[task].metrics.items()}
     metrics = {m: (287409.24 + 1000 * seed if not i["higher_is_better"] else 0.0) for m, i in info.items()}
