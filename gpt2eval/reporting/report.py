@@ -14,6 +14,7 @@ from .document import blocks, column_of, to_html, to_markdown
 from ..errors import UserError
 from ..io import write_atomic
 from .plots import render, render_task, write_plots
+from .steps import write_step_plots
 from ..models.sizes import SIZES
 from .summary import num
 from ..api.uncertainty import format_ci
@@ -141,7 +142,8 @@ def write_report(paths: list, *, csv=None, table3_csv=None, table4_csv=None, oth
                  plot=None, reference_dir=None, metrics=None, log=print) -> list[dict]:
     """Merge the runs under `paths`, print the table, write what was asked for; returns the cells."""
     refs = load_references(reference_dir)
-    records, winner, notes = collect(load_runs(paths))
+    runs = load_runs(paths)
+    records, winner, notes = collect(runs)
     records = select_metrics(records, metrics)
     cells = grid(records, refs)
     sizes = [s for s in dict.fromkeys(c["size"] for c in cells) if any(c["ours"] for c in cells if c["size"] == s)]
@@ -160,6 +162,8 @@ def write_report(paths: list, *, csv=None, table3_csv=None, table4_csv=None, oth
         write_rows(other_csv, other_rows(cells, refs), OTHER_COLUMNS)
     pngs = render(cells) if (plot or markdown or html) else {}
     png_paths = write_plots(pngs, plot) if plot else {}
+    if plot:  # a training run's checkpoints (runs with a step): each metric against step, and steps.csv
+        write_step_plots(runs, refs, plot, log)
     if markdown:
         doc = blocks(winner, cells, refs, notes, png_paths)
         write_atomic(markdown, to_markdown(doc, png_paths, Path(markdown).resolve().parent))
