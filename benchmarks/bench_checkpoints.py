@@ -11,10 +11,11 @@ file (version 3, float32) as llm.c does (tanh GELU, 50,257 rows). `unfused` is t
 a no-op forward hook on the model, which turns the fused forward and decode off (forward.fused_gpt2):
 what the checkpoint would cost without them. Each repeat runs every variant once, in turn; the
 table gives the best and the median of the task's wall time (runner.run_task: every request of
-`--limit` passages, the target's log-likelihood and both stop-word decodes) and the load time. On a
-machine shared with other work the best is the measure: on this project's 2 shared cores one and the
-same run took from 0.7 s to 37 s as other jobs came and went. No result cache. Writes the files and
-bench.json (every run's time) under --out.
+`--limit` passages, the target's log-likelihood and both stop-word decodes), the median CPU time of
+the process over the task (all its threads), and the load time. On a machine shared with other work
+the wall time says little: on this project's 2 shared cores one and the same run took from 0.7 s to
+37 s as other jobs came and went; CPU time varies far less. No result cache. Writes the files and
+bench.json (every run's times) under --out.
 """
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--random-shape", default=None, metavar="L,D", help="a random GPT-2 of L layers, D wide")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1: CPU time is not inflated by "
+                   "threads spinning while other jobs hold the cores)")
     p.add_argument("--out", default="/tmp/gpt2eval-bench/checkpoints")
     return p.parse_args(argv)
 
@@ -71,14 +74,18 @@ def run_once(name: str, path: Path, args, task, ds) -> dict:
     if name == "unfused":
         lm.model.transformer.register_forward_hook(lambda *a: None)  # any hook: the fused path would bypass it
     engine = Engine(lm.model, lm.tokenizer, progress=False)
+    cpu0 = time.process_time()
     result = run_task(task, ds, engine, args.limit, None, lambda msg: None)
-    return {"load_s": loaded, "wall_s": result["wall_s"], "ppl": result["metrics"]["ppl"],
+    return {"load_s": loaded, "wall_s": result["wall_s"], "cpu_s": time.process_time() - cpu0, "ppl": result["metrics"]["ppl"],
             "tokens": result["tokens_forwarded"], "fused": fused_gpt2(lm.model), "blocked_head": engine.share_prefixes,
             "vocab_rows": lm.model.get_output_embeddings().weight.shape[0]}
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     from gpt2eval.api.data import DataSource
     from gpt2eval.api.task import select
     out = Path(args.out)
@@ -91,18 +98,20 @@ def main(argv=None) -> int:
     for _ in range(args.repeats):
         for name, path in files.items():
             runs[name].append(run_once(name, path, args, task, ds))
-    head = f"{'variant':8s} {'file':28s} {'rows':>6s} {'fused':>5s} {'load s':>7s} {'best s':>7s} {'median s':>9s} " \
-           f"{'tok/s best':>10s} {'ppl':>9s}"
-    lines = [f"LAMBADA --limit {args.limit}, {args.repeats} repeats, device {args.device}, weights "
-             f"{args.random_shape or 'tiny-lambada'}", head, "-" * len(head)]
+    head = f"{'variant':8s} {'file':20s} {'rows':>6s} {'fused':>5s} {'load s':>7s} {'best s':>7s} {'median s':>9s} " \
+           f"{'cpu s':>7s} {'tok/s best':>10s} {'ppl':>9s}"
+    lines = [f"LAMBADA --limit {args.limit}, {args.repeats} repeats, device {args.device}, threads "
+             f"{args.threads or 'default'}, weights {args.random_shape or 'tiny-lambada'}", head, "-" * len(head)]
     for name, rs in runs.items():
         walls = [r["wall_s"] for r in rs]
-        lines.append(f"{name:8s} {files[name].name:28s} {rs[0]['vocab_rows']:6d} {str(rs[0]['fused']):>5s} "
+        lines.append(f"{name:8s} {files[name].name:20s} {rs[0]['vocab_rows']:6d} {str(rs[0]['fused']):>5s} "
                      f"{min(r['load_s'] for r in rs):7.2f} {min(walls):7.2f} {statistics.median(walls):9.2f} "
+                     f"{statistics.median(r['cpu_s'] for r in rs):7.2f} "
                      f"{rs[0]['tokens'] / min(walls):10.0f} {rs[0]['ppl']:9.3f}")
-    best = {name: min(r["wall_s"] for r in rs) for name, rs in runs.items()}
-    lines.append(f"best wall over the transformers folder's: nanoGPT {best['nanogpt'] / best['hf']:.3f}, "
-                 f"llm.c {best['llmc'] / best['hf']:.3f}, nanoGPT unfused {best['unfused'] / best['hf']:.3f}")
+    for what, key, pick in (("best wall", "wall_s", min), ("median CPU", "cpu_s", statistics.median)):
+        t = {name: pick(r[key] for r in rs) for name, rs in runs.items()}
+        lines.append(f"{what} over the transformers folder's: nanoGPT {t['nanogpt'] / t['hf']:.3f}, "
+                     f"llm.c {t['llmc'] / t['hf']:.3f}, nanoGPT unfused {t['unfused'] / t['hf']:.3f}")
     print("\n".join(lines))
     (out / "bench.json").write_text(json.dumps({"args": vars(args), "runs": runs, "files": {k: str(v) for k, v in
                                                                                             files.items()}}, indent=1))
