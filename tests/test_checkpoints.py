@@ -100,6 +100,8 @@ def test_each_difference_moves_ppl_beyond_the_tolerance(lambada, tokenizer):
 
 def test_the_fast_paths_serve_checkpoints(tmp_path, monkeypatch):
     """Fused forward, blocked head, fused decode, shared prefixes: all used for both formats."""
+    from gpt2eval.api.data import DataSource
+    from gpt2eval.api.task import select
     from gpt2eval.engine import forward, fused_decode
     from gpt2eval.engine.engine import Engine
     from gpt2eval.models.load import load
@@ -126,8 +128,6 @@ def test_the_fast_paths_serve_checkpoints(tmp_path, monkeypatch):
         lm = load(str(path), device="cpu", tokenizer=str(TOKENIZER_DIR))
         engine = Engine(lm.model, lm.tokenizer, progress=False)
         assert engine.share_prefixes and engine.share_context
-        from gpt2eval.api.data import DataSource
-        from gpt2eval.api.task import select
         task = select(["lambada"])[0]
         engine.run(task.requests(task.load(DataSource(DATA)).examples[:4]))
         assert seen["fused"] and all(seen["fused"]), path
