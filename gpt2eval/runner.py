@@ -22,16 +22,17 @@ from .engine.engine import Engine
 from .errors import UserError
 from .cache.fingerprint import model_label
 from .io import write_atomic, write_json, write_jsonl
-from .models.load import load
+from .models.formats import run_names
+from .models.load import LoadedModel, check_model, load
 from .models.sizes import SIZES
 from .api.task import Task
 
 
 @dataclass
 class RunConfig:
-    models: list[str]                    # sizes ("small") or model ids / folders
+    models: list[str]                    # sizes ("small"), model ids / folders, nanoGPT / llm.c checkpoint files
     tasks: list[Task]
-    output: Path
+    output: Path | None                  # None (gpt2eval.evaluate without output=): no file is written
     data_dir: str | None = None
     limit: int | None = None
     batch_size: int | str = "auto"
@@ -43,6 +44,7 @@ class RunConfig:
     settings: dict = field(default_factory=dict)  # the command line, recorded verbatim
     cache: Path | None = None             # result cache file (cache.default_path); None: no cache
     samples: int = 1                      # draws per example for tasks that sample (cnn_dailymail)
+    tokenizer: str | None = None          # --tokenizer: instead of the model's own (a checkpoint's: GPT-2's)
 
 
 def versions() -> dict:
@@ -63,10 +65,11 @@ def git_commit() -> str | None:
 
 
 def run_dirs(cfg: RunConfig) -> list[tuple[str, Path]]:
-    """One model writes to --output; several write to --output/<size or name> each."""
+    """One model writes to --output; several write to --output/<size or name> each (a checkpoint by
+    its file name without suffix: model_00004000; formats.run_names)."""
     if len(cfg.models) == 1:
         return [(cfg.models[0], cfg.output)]
-    return [(m, cfg.output / (m if m in SIZES else Path(m).name)) for m in cfg.models]
+    return [(m, cfg.output / name) for m, name in zip(cfg.models, run_names(cfg.models, tuple(SIZES)))]
 
 
 def reference_size(lm, model_name: str, override: str | None) -> dict:
@@ -107,8 +110,8 @@ def check_outputs(cfg: RunConfig) -> None:
         raise UserError(f"{where}: cannot write in {existing} ({e.strerror or e}); choose another --output") from None
 
 
-def evaluate(cfg: RunConfig, log=print) -> list[dict]:
-    check_outputs(cfg)
+def load_datasets(cfg: RunConfig) -> dict:
+    """Every task's data, loaded (and verified) before any model: fail fast, fail cheap."""
     sampled = [t for t in cfg.tasks if hasattr(t, "samples")]  # a task that samples says so by this attribute
     if cfg.samples != 1 and not sampled:
         raise UserError(f"--samples {cfg.samples} draws several samples per example for tasks that sample "
@@ -117,11 +120,19 @@ def evaluate(cfg: RunConfig, log=print) -> list[dict]:
         t.samples = cfg.samples
     data = DataSource(cfg.data_dir)
     datasets = {}
-    for task in cfg.tasks:  # load (and verify) every dataset before any model: fail fast, fail cheap
+    for task in cfg.tasks:
         ds = task.load(data)
         if not ds.examples:
             raise UserError(f"task {task.key}: the data has no examples")
         datasets[task.key] = ds
+    return datasets
+
+
+def evaluate(cfg: RunConfig, log=print) -> list[dict]:
+    check_outputs(cfg)
+    for model in cfg.models:  # a checkpoint's format and length: a sweep never stops on a bad file half-way
+        check_model(SIZES[model][0] if model in SIZES else model)
+    datasets = load_datasets(cfg)
     cache = ResultCache(cfg.cache) if cfg.cache else None  # before any model too: a bad file fails cheap
     try:
         workers = distributed.start(cache, cfg.output, log)  # None: one process (not under torchrun)
@@ -142,51 +153,68 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
     for model_index, (model_name, out) in enumerate(run_dirs(cfg)):
         model_id = SIZES[model_name][0] if model_name in SIZES else model_name
         log(f"loading {model_id} ({cfg.dtype})")
-        lm = load(model_id, device=workers.device(cfg.device) if workers else cfg.device, dtype=cfg.dtype)
-        model_cache = None
-        if cache is not None:
-            v = versions()
-            label = model_label(model_id)
-            model_cache = cache.for_model(lm.fingerprint, label=label, info={
-                "dtype": lm.dtype, "device": lm.device, "torch": v["torch"], "transformers": v["transformers"]})
-            if writer and (note := model_cache.not_reused_message(label)):
-                log(note)
-        engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed,
-                        progress=cfg.progress and writer, cache=model_cache, log=log,
-                        budgets=previous_budgets(out, lm))
-        if workers:
-            workers.attach(engine, lm.fingerprint)
-        for task in cfg.tasks:  # all checked before any runs: never fail after hours of another task
-            if engine.window < task.min_context:
-                raise UserError(f"model {model_id} has a {engine.window}-token context but task {task.key} "
-                                f"needs {task.min_context}")
-        results = {"schema": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   "git_commit": git_commit(), "versions": versions(),
-                   "model": {**lm.describe(), **reference_size(lm, model_name, cfg.reference_size)},
-                   "settings": {**cfg.settings, "limit": cfg.limit, "batch_size": cfg.batch_size, "seed": cfg.seed},
-                   "cache": model_cache.stats if model_cache else None,  # live counters, current at each write
-                   "workers": workers.world if workers else 1, "tasks": {}}
-        for task in cfg.tasks:
-            task_result = run_task(task, datasets[task.key], engine, cfg.limit, out, log, workers,
-                                   f"{model_index}/{task.key}")
-            if writer:
-                results["tasks"][task.key] = task_result
-                results["engine"] = engine.describe()  # token budgets (computed once per run) and caps
-                write_json(out / "results.json", results)
-        del engine, lm, model_cache  # the next size loads into the memory this one held
+        lm = load(model_id, device=workers.device(cfg.device) if workers else cfg.device, dtype=cfg.dtype,
+                  tokenizer=cfg.tokenizer)
+        results = evaluate_model(lm, cfg, datasets, cache, out, log, workers, model_name, model_index)
+        del lm  # the next size loads into the memory this one held
         free_device_memory()
         if not writer:
             continue
-        rows = comparison_rows(results, refs)
-        write_csv(out / "comparison.csv", rows)
-        log(f"\n{model_id}: results in {out}\n" + format_table(rows))
-        all_rows += rows
+        all_rows += write_comparison(results, out, refs, log)
         all_results.append(results)
     if len(all_results) > 1:
         write_csv(cfg.output / "comparison.csv", all_rows)
         from .reporting.report import write_report_folder  # merged tables, plots, report.md / .html beside the runs
         write_report_folder(cfg.output, log)
     return all_results
+
+
+def evaluate_model(lm: LoadedModel, cfg: RunConfig, datasets: dict, cache: ResultCache | None, out: Path | None,
+                   log=print, workers: distributed.Workers | None = None, model_name: str = "",
+                   model_index: int = 0) -> dict:
+    """Every task of `cfg` on one loaded model: the results.json dict, rewritten in `out` after
+    each task (no file at all when out is None: gpt2eval.evaluate without output=)."""
+    writer = workers is None or workers.rank == 0
+    model_cache = None
+    if cache is not None:
+        v = versions()
+        label = model_label(lm.model_id)
+        model_cache = cache.for_model(lm.fingerprint, label=label, info={
+            "dtype": lm.dtype, "device": lm.device, "torch": v["torch"], "transformers": v["transformers"]})
+        if writer and (note := model_cache.not_reused_message(label)):
+            log(note)
+    engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed,
+                    progress=cfg.progress and writer, cache=model_cache, log=log,
+                    budgets=previous_budgets(out, lm) if out is not None and lm.fingerprint else None)
+    if workers:
+        workers.attach(engine, lm.fingerprint)
+    for task in cfg.tasks:  # all checked before any runs: never fail after hours of another task
+        if engine.window < task.min_context:
+            raise UserError(f"model {lm.model_id} has a {engine.window}-token context but task {task.key} "
+                            f"needs {task.min_context}")
+    results = {"schema": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "git_commit": git_commit(), "versions": versions(),
+               "model": {**lm.describe(), **reference_size(lm, model_name, cfg.reference_size)},
+               "settings": {**cfg.settings, "limit": cfg.limit, "batch_size": cfg.batch_size, "seed": cfg.seed},
+               "cache": model_cache.stats if model_cache else None,  # live counters, current at each write
+               "workers": workers.world if workers else 1, "tasks": {}}
+    for task in cfg.tasks:
+        task_result = run_task(task, datasets[task.key], engine, cfg.limit, out, log, workers,
+                               f"{model_index}/{task.key}")
+        if writer:
+            results["tasks"][task.key] = task_result
+            results["engine"] = engine.describe()  # token budgets (computed once per run) and caps
+            if out is not None:
+                write_json(out / "results.json", results)
+    return results
+
+
+def write_comparison(results: dict, out: Path, refs: list[dict], log=print) -> list[dict]:
+    """A run's comparison.csv beside its results.json, and its table on the log; returns the rows."""
+    rows = comparison_rows(results, refs)
+    write_csv(out / "comparison.csv", rows)
+    log(f"\n{results['model']['id']}: results in {out}\n" + format_table(rows))
+    return rows
 
 
 def previous_budgets(out: Path, lm) -> dict | None:
@@ -217,8 +245,10 @@ def protocol_of(task: Task) -> dict:
     return {**task.protocol, "options": options} if options else dict(task.protocol)
 
 
-def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
+def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path | None, log,
              workers: distributed.Workers | None = None, task_key: str = "") -> dict | None:
+    """One task's requests through the engine, scored; its samples and files written into `out`
+    (nothing written when out is None)."""
     examples = ds.examples[:limit] if limit else ds.examples
     named = task.requests(examples)
     requests = answers.flatten(task.key, named)
@@ -241,9 +271,10 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
     subset = len(examples) < ds.n_full
     for row in scored.samples:
         row.setdefault("subset", subset)
-    write_jsonl(out / "samples" / f"{task.file_stem}.jsonl", scored.samples)
-    for relpath, obj in scored.files.items():  # a str is written as plain text (e.g. one segment per line)
-        write_atomic(out / relpath, obj) if isinstance(obj, str) else write_json(out / relpath, obj)
+    if out is not None:
+        write_jsonl(out / "samples" / f"{task.file_stem}.jsonl", scored.samples)
+        for relpath, obj in scored.files.items():  # a str is written as plain text (e.g. one segment per line)
+            write_atomic(out / relpath, obj) if isinstance(obj, str) else write_json(out / relpath, obj)
     log(f"{task.key}: {len(examples)}/{ds.n_full} examples{' (SUBSET)' if subset else ''}, "
         f"{len(requests)} requests, {wall:.1f}s, " + ", ".join(
             f"{k}={v:.4g}" + (f" {uncertainty.format_ci(spread.intervals[k])}" if k in spread.intervals else "")

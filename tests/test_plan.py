@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from gpt2eval.cli.plan import (causal_pairs, count_work, forward_flops, non_embedding_params, total_params)
+from gpt2eval.cli.plan import (causal_pairs, count_work, non_embedding_params, total_params)
 from gpt2eval.api.requests import Generation, Loglikelihood, RollingLoglikelihood
 from gpt2eval.api.task import Task
 

@@ -20,7 +20,6 @@ import torch
 
 from conftest import DATA, REPO, TOKENIZER_DIR
 from gpt2eval.api import data as data_module
-from gpt2eval.cache.store import ResultCache
 from gpt2eval.cli.main import main
 from gpt2eval.errors import UserError
 from gpt2eval.io import write_json

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from gpt2eval.api.plugins import parse_tasks, select, split_spec
-from gpt2eval.api.task import Option, Task
+from gpt2eval.api.task import Task
 from gpt2eval.cli.main import main
 from gpt2eval.errors import UserError
 

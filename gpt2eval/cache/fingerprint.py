@@ -4,8 +4,9 @@ A cached answer may be served only where recomputing it would give the same byte
 everything that can change it (docs/cache.md):
 
 - the model: a local folder's files (config.json, generation_config.json, tokenizer files, weights:
-  every file at the top of the folder but documentation), or a hub id and its resolved commit; in
-  both cases also the configuration as loaded;
+  every file at the top of the folder but documentation), a checkpoint file's bytes (nanoGPT,
+  llm.c), or a hub id and its resolved commit; in every case also the configuration as loaded,
+  and a tokenizer that does not come with the model (a checkpoint's) by its content;
 - the dtype and the device type;
 - the torch and transformers versions;
 - the code that computes answers: a digest of the source of `ANSWERING_MODULES` (`code_digest`);
@@ -27,7 +28,7 @@ PACKAGE = Path(__file__).resolve().parent.parent  # gpt2eval/
 # is in this list, and that a change to any byte of any of these files changes the digest.
 ANSWERING_MODULES = ("engine/encode", "engine/schedule", "engine/forward", "engine/heads", "engine/decode",
                      "engine/fused_decode", "engine/stats", "engine/engine", "models/load", "models/sizes",
-                     "api/requests")
+                     "models/convert", "models/nanogpt", "models/llmc", "models/formats", "api/requests")
 
 # Files of a model folder that cannot change an answer (everything else at its top is hashed).
 DOC_SUFFIXES = (".md", ".rst")
@@ -58,8 +59,9 @@ def config_content(config) -> str:
 
 
 def model_fingerprint(model_id: str, config, *, dtype: str, device_type: str, torch_version: str,
-                      transformers_version: str, commit: str | None = None) -> str:
-    """One name for "these files (or this hub commit), loaded this way, by these libraries"."""
+                      transformers_version: str, commit: str | None = None, tokenizer: str | None = None) -> str:
+    """One name for "these files (or this hub commit), loaded this way, by these libraries".
+    tokenizer: a digest of a tokenizer that is not among the model's files."""
     h = hashlib.sha256(f"dtype={dtype}\0device={device_type}\0torch={torch_version}\0"
                        f"transformers={transformers_version}\0".encode())
     local = Path(model_id).expanduser()
@@ -70,14 +72,22 @@ def model_fingerprint(model_id: str, config, *, dtype: str, device_type: str, to
                 for block in iter(lambda: fh.read(1 << 24), b""):
                     h.update(block)
             h.update(b"\0")
+    elif local.is_file():  # a checkpoint: its bytes, not its name (a moved file is the same model)
+        h.update(b"checkpoint=")
+        with open(local, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                h.update(block)
+        h.update(b"\0")
     else:
         h.update(f"hub={model_id}@{commit or 'unknown-revision'}\0".encode())
+    if tokenizer:
+        h.update(f"tokenizer={tokenizer}\0".encode())
     h.update(f"config={config_content(config)}".encode())
     return h.hexdigest()[:32]
 
 
 def model_label(model_id: str) -> str:
-    """How the cache names a model: a local folder by its absolute path (a run from another folder
-    names it the same), a hub id as given."""
+    """How the cache names a model: a local folder or checkpoint file by its absolute path (a run
+    from another folder names it the same), a hub id as given."""
     local = Path(model_id).expanduser()
-    return str(local.resolve()) if local.is_dir() else model_id
+    return str(local.resolve()) if local.exists() else model_id

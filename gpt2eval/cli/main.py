@@ -15,6 +15,7 @@ from . import plan
 from ..reporting import report
 from ..cache.store import default_path as default_cache_path
 from ..errors import UserError
+from ..models.formats import expand_models
 from ..models.sizes import DTYPE_NAMES, SIZES
 from .score import add_score_arguments, run_score
 
@@ -44,7 +45,12 @@ def run_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="gpt2eval", description="Reproduce GPT-2's zero-shot results and compare "
                        "them with the paper's. Subcommands: " + ", ".join(SUBCOMMANDS) + ".")
     p.add_argument("--sizes", default=None, help="comma-separated: small,medium,large,xl (the four public GPT-2s)")
-    p.add_argument("--model", default=None, help="one causal LM: a hub id or a local folder (instead of --sizes)")
+    p.add_argument("--model", default=None, help="instead of --sizes: a hub id, a model folder, a nanoGPT ckpt.pt or an "
+                   "llm.c model_*.bin (told apart by content); several, each its own run: comma-separated, or a "
+                   "quoted glob such as \"log124M/model_*.bin\"")
+    p.add_argument("--tokenizer", default=None, metavar="DIR_OR_ID", help="tokenizer folder or hub id to score with "
+                   "(default: the model folder's own; for a checkpoint, which carries none, GPT-2's "
+                   "openai-community/gpt2, from the hub cache when offline)")
     p.add_argument("--tasks", default="lambada,ptb,wikitext103,wikitext2", help="comma-separated task names")
     p.add_argument("--output", default=None, help="output folder (default results/runs/<timestamp>)")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N examples (a subset)")
@@ -77,7 +83,7 @@ def cmd_run(args) -> int:
     if args.model and args.sizes:
         raise UserError("give either --model or --sizes, not both")
     if args.model:
-        models = [args.model]
+        models = expand_models(args.model)
     else:
         models = [s.strip() for s in (args.sizes or "small").split(",") if s.strip()]
         unknown = [s for s in models if s not in SIZES]
@@ -94,7 +100,8 @@ def cmd_run(args) -> int:
         evaluate(RunConfig(models=models, tasks=tasks, output=output, data_dir=args.data_dir, limit=args.limit,
                            batch_size=args.batch_size, device=args.device, dtype=args.dtype, seed=args.seed,
                            progress=not args.no_progress, reference_size=args.reference_size,
-                           settings={"argv": sys.argv[1:]}, cache=cache, samples=args.samples))
+                           settings={"argv": sys.argv[1:]}, cache=cache, samples=args.samples,
+                           tokenizer=args.tokenizer))
     except KeyboardInterrupt:  # the runner has closed the cache by now: finished batches are on disk
         kept = (f"finished batches are in the result cache {cache}" if cache else
                 "the result cache was off (--no-cache), so unfinished tasks start over")

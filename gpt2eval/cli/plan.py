@@ -18,6 +18,10 @@ whatever the number of rows, so its time is at least bytes read / memory bandwid
 are counted for batches as the engine forms them on a GPU of --device-memory-gb (its token budget).
 With --workers N (torchrun, one device each) each worker does about 1/N of the batches (the
 least-loaded one gets the next), so both times are divided by N.
+
+Beside the four sizes, plan prices your own models (--model, or gpt2eval.plan() from a training
+loop): a checkpoint's or folder's shape (layers, width, vocabulary rows, context) is read from its
+header, model_args or config (`models.load.shape_of`), and the same counts are priced at it.
 """
 from __future__ import annotations
 
@@ -83,11 +87,11 @@ class Work:
     def __post_init__(self):
         self.gen_shapes: list[tuple[int, int]] = []  # (prompt tokens, max_new_tokens) per generation
 
-    def flops(self, n_layer: int, d: int) -> float:
-        return forward_flops(n_layer, d, self.tokens, self.attn_pairs, self.head_positions)
+    def flops(self, n_layer: int, d: int, vocab: int = VOCAB) -> float:
+        return forward_flops(n_layer, d, self.tokens, self.attn_pairs, self.head_positions, vocab)
 
-    def decode_flops(self, n_layer: int, d: int) -> float:
-        return forward_flops(n_layer, d, self.decode_tokens, self.decode_attn_pairs, self.decode_tokens)
+    def decode_flops(self, n_layer: int, d: int, vocab: int = VOCAB) -> float:
+        return forward_flops(n_layer, d, self.decode_tokens, self.decode_attn_pairs, self.decode_tokens, vocab)
 
 
 def decode_reads(shapes: list[tuple[int, int]], budget: int) -> tuple[int, int]:
@@ -189,18 +193,22 @@ class Plan:
     bandwidth_tbps: float = H100_HBM_TBPS   # memory bandwidth of the devices named (bound@)
     memory_gb: float = H100_MEMORY_GB       # device memory: the engine's generation batches
     bytes_per_value: int = 2                # bfloat16 weights and keys/values
+    shapes: dict = field(default_factory=dict)  # a model's name -> (n_layer, d, vocab rows, context); else a size
+
+    def shape(self, name: str) -> tuple[int, int, int, int]:
+        return self.shapes[name] if name in self.shapes else (*architecture(name), VOCAB, N_CTX)
 
     def rows(self) -> list[dict]:
         out = []
         for size in self.sizes:
-            n_layer, d = architecture(size)
-            weights = total_params(n_layer, d) * self.bytes_per_value
+            n_layer, d, vocab, n_ctx = self.shape(size)
+            weights = total_params(n_layer, d, vocab, n_ctx) * self.bytes_per_value
             budget = cuda_token_budget(self.memory_gb * 1e9, d, n_layer, self.bytes_per_value)
             for w in self.work:
-                f, fd = w.flops(n_layer, d), w.decode_flops(n_layer, d)
+                f, fd = w.flops(n_layer, d, vocab), w.decode_flops(n_layer, d, vocab)
                 steps, kv_reads = decode_reads(w.gen_shapes, budget)
                 read_s = (steps * weights + kv_reads * 2 * n_layer * d * self.bytes_per_value) / (self.bandwidth_tbps * 1e12)
-                out.append({"size": size, "params": total_params(n_layer, d), **asdict(w), "flops": f,
+                out.append({"size": size, "params": total_params(n_layer, d, vocab, n_ctx), **asdict(w), "flops": f,
                             "decode_flops": fd, "decode_steps": steps, "decode_read_s": read_s,
                             **{f"seconds@{name}": f / (peak * 1e12 * self.workers)
                                for name, peak in self.peaks_tflops.items()},
@@ -211,7 +219,8 @@ class Plan:
     def format(self) -> str:
         names = list(self.peaks_tflops)
         tw = max([14] + [len(w.task) for w in self.work])  # the task column fits the longest name
-        head = (f"{'size':7s} {'task':{tw}s} {'examples':>8s} {'score tok':>10s} {'fwd tok':>10s} {'prompt tok':>10s} "
+        sw = max([7] + [len(s) for s in self.sizes])  # and the size column a model's name
+        head = (f"{'size':{sw}s} {'task':{tw}s} {'examples':>8s} {'score tok':>10s} {'fwd tok':>10s} {'prompt tok':>10s} "
                 f"{'prefill':>9s} {'gen tok≤':>9s} {'FLOPs':>9s} " + " ".join(f"{'t@' + n:>14s}" for n in names)
                 + " " + " ".join(f"{'bound@' + n:>18s}" for n in names))
         lines = [head, "-" * len(head)]
@@ -219,7 +228,7 @@ class Plan:
         for size in self.sizes:
             mine = [r for r in rows if r["size"] == size]
             for r in mine + [_total(size, mine, names)]:
-                lines.append(f"{r['size']:7s} {r['task']:{tw}s} {r['examples']:8d} {r['scored_tokens']:10d} "
+                lines.append(f"{r['size']:{sw}s} {r['task']:{tw}s} {r['examples']:8d} {r['scored_tokens']:10d} "
                              f"{r['forwarded_tokens']:10d} {r['prompt_tokens']:10d} {r['prefill_tokens']:9d} "
                              f"{r['generate_tokens']:9d} {r['flops']:9.3g} "
                              + " ".join(f"{_dur(r['seconds@' + n]):>14s}" for n in names)
@@ -254,11 +263,15 @@ def _dur(seconds: float) -> str:
 
 def make_plan(sizes: list[str], tasks: list, data, tokenizer, peaks_tflops: dict[str, float],
               limit: int | None = None, bandwidth_tbps: float = H100_HBM_TBPS,
-              memory_gb: float = H100_MEMORY_GB, workers: int = 1, skip_unavailable: bool = False) -> Plan:
+              memory_gb: float = H100_MEMORY_GB, workers: int = 1, skip_unavailable: bool = False,
+              shapes: dict | None = None) -> Plan:
     """skip_unavailable: a task whose data cannot be read (offline, not yet downloaded) is listed as
-    not priced instead of stopping the plan."""
+    not priced instead of stopping the plan. shapes: name -> (n_layer, d, vocab, context) of models
+    that are not one of the sizes (`sizes` then names them)."""
     from ..errors import DataError
-    plan = Plan(sizes, peaks_tflops, bandwidth_tbps=bandwidth_tbps, memory_gb=memory_gb, workers=workers)
+    plan = Plan(sizes, peaks_tflops, bandwidth_tbps=bandwidth_tbps, memory_gb=memory_gb, workers=workers,
+                shapes=shapes or {})
+    window = min([N_CTX] + [plan.shape(s)[3] for s in sizes])  # requests encoded as the smallest window does
     for task in tasks:
         try:
             ds = task.load(data)
@@ -268,7 +281,7 @@ def make_plan(sizes: list[str], tasks: list, data, tokenizer, peaks_tflops: dict
             plan.unpriced[task.key] = str(e)
             continue
         examples = ds.examples[:limit] if limit else ds.examples
-        plan.work.append(count_work(task, examples, tokenizer))
+        plan.work.append(count_work(task, examples, tokenizer, window))
     return plan
 
 
@@ -290,7 +303,9 @@ def measure_matmul_peak(dtype: str = "float32", n: int = 2048, seconds: float = 
 
 # ---- the `plan` subcommand --------------------------------------------------------------------
 def add_arguments(p) -> None:
-    p.add_argument("--sizes", default="small,medium,large,xl", help="comma-separated GPT-2 sizes")
+    p.add_argument("--sizes", default=None, help="comma-separated GPT-2 sizes (default all four)")
+    p.add_argument("--model", default=None, help="instead of --sizes: your own model(s) as `run --model` takes "
+                   "them (checkpoint files, folders, comma list, quoted glob), priced at their own shape")
     p.add_argument("--tasks", default="lambada,ptb,wikitext103,wikitext2", help="comma-separated task names")
     p.add_argument("--data-dir", default=None, help="folder of upstream data files (else $GPT2EVAL_DATA_DIR, else hub)")
     p.add_argument("--limit", type=int, default=None, help="only the first N examples of each task")
@@ -317,10 +332,20 @@ def run(args) -> int:
     from ..errors import UserError
     from ..models.load import load_tokenizer
     from ..api.plugins import parse_tasks, select
-    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    unknown = [s for s in sizes if s not in SIZES]
-    if unknown or not sizes:
-        raise UserError(f"unknown size(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(SIZES)}")
+    if args.model and args.sizes:
+        raise UserError("give either --model or --sizes, not both")
+    shapes = {}
+    if args.model:
+        from ..models.formats import expand_models, run_names
+        from ..models.load import shape_of
+        models = expand_models(args.model)
+        shapes = {name: shape_of(m) for m, name in zip(models, run_names(models, tuple(SIZES)))}
+        sizes = list(shapes)
+    else:
+        sizes = [s.strip() for s in (args.sizes or ",".join(SIZES)).split(",") if s.strip()]
+        unknown = [s for s in sizes if s not in SIZES]
+        if unknown or not sizes:
+            raise UserError(f"unknown size(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(SIZES)}")
     try:
         peaks = {f"{float(x):g}TFLOP/s": float(x) for x in args.peak_tflops.split(",") if x.strip()}
     except ValueError:
@@ -336,7 +361,7 @@ def run(args) -> int:
     if args.workers < 1:
         raise UserError(f"--workers must be a positive integer, got {args.workers}")
     plan = make_plan(sizes, tasks, DataSource(args.data_dir), tokenizer, peaks, args.limit, args.bandwidth_tbps,
-                     args.device_memory_gb, args.workers, args.skip_unavailable)
+                     args.device_memory_gb, args.workers, args.skip_unavailable, shapes)
     print(plan.format())
     if args.json:
         Path(args.json).write_text(json.dumps(plan.rows(), indent=1))

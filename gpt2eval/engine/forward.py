@@ -33,7 +33,10 @@ class ScoredGroups(NamedTuple):
     counts: EngineStats
 
 _FUSABLE = {"GPT2Model", "GPT2Block", "GPT2Attention", "GPT2MLP", "Conv1D", "Embedding", "Dropout", "ModuleList",
-            "LayerNorm", "NewGELUActivation", "GELUTanh", "PytorchGELUTanh"}
+            "LayerNorm", "NewGELUActivation", "GELUTanh", "PytorchGELUTanh", "GELUActivation"}
+# The activations the fused kernels compute, as torch's gelu(approximate=...): GPT-2's tanh form
+# (llm.c's too) and the exact erf form ("gelu", nanoGPT's nn.GELU(); models/convert.py).
+GELU_APPROXIMATE = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
 
 
 def fused_gpt2(model) -> bool:
@@ -43,7 +46,7 @@ def fused_gpt2(model) -> bool:
     from torch.nn.modules import module as nn_module
     cfg = model.config
     if not (getattr(cfg, "model_type", "") == "gpt2" and hasattr(model, "transformer") and not model.training
-            and cfg.activation_function in ("gelu_new", "gelu_pytorch_tanh") and cfg.scale_attn_weights
+            and cfg.activation_function in GELU_APPROXIMATE and cfg.scale_attn_weights
             and not cfg.scale_attn_by_inverse_layer_idx and not cfg.reorder_and_upcast_attn
             and not cfg.add_cross_attention) or nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
         return False
@@ -60,8 +63,8 @@ def _stock_module(m) -> bool:
 def gpt2_hidden_states(model, ids: torch.Tensor, *, positions: torch.Tensor | None = None, past=None,
                        key_mask: torch.Tensor | None = None, keep_kv: list | None = None) -> torch.Tensor:
     """GPT-2's final hidden states for right-padded ids: the same operations as transformers'
-    GPT2Model, with fewer passes over memory (one fused tanh-GELU kernel instead of eight elementwise
-    ones, residual stream updated in place, SDPA).
+    GPT2Model, with fewer passes over memory (one fused GELU kernel, tanh or exact as the model's
+    configuration says, instead of several elementwise ones, residual stream updated in place, SDPA).
 
     Without `past` this is a plain causal forward (no masks). With `past` (per layer (k, v) of
     shape [batch, heads, S, head_dim]) the ids continue those S positions: `key_mask` [batch, S]
@@ -70,7 +73,7 @@ def gpt2_hidden_states(model, ids: torch.Tensor, *, positions: torch.Tensor | No
     past included: the cache a decode or a later suffix can continue from."""
     tr, cfg = model.transformer, model.config
     (b, t), d = ids.shape, cfg.n_embd
-    heads, eps = cfg.n_head, cfg.layer_norm_epsilon
+    heads, eps, approximate = cfg.n_head, cfg.layer_norm_epsilon, GELU_APPROXIMATE[cfg.activation_function]
     x = (tr.wte(ids) + (tr.wpe.weight[:t] if positions is None else tr.wpe(positions))).view(b * t, d)
     mask = None
     if past is not None:
@@ -92,7 +95,7 @@ def gpt2_hidden_states(model, ids: torch.Tensor, *, positions: torch.Tensor | No
             a = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x.addmm_(a.transpose(1, 2).reshape(b * t, d), attn.c_proj.weight).add_(attn.c_proj.bias)
         h = torch.nn.functional.layer_norm(x, (d,), block.ln_2.weight, block.ln_2.bias, eps)
-        h = torch.nn.functional.gelu(torch.addmm(mlp.c_fc.bias, h, mlp.c_fc.weight), approximate="tanh")
+        h = torch.nn.functional.gelu(torch.addmm(mlp.c_fc.bias, h, mlp.c_fc.weight), approximate=approximate)
         x.addmm_(h, mlp.c_proj.weight).add_(mlp.c_proj.bias)
     return torch.nn.functional.layer_norm(x, (d,), tr.ln_f.weight, tr.ln_f.bias, eps).view(b, t, d)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from .forward import GELU_APPROXIMATE
 from .heads import to_device
 
 
@@ -103,6 +104,7 @@ class ContextDecoder:
         logits [rows, vocab]; an inactive row's are another row's (it is not computed)."""
         tr, cfg, t = self.model.transformer, self.model.config, self.t
         d, heads, eps = cfg.n_embd, cfg.n_head, cfg.layer_norm_epsilon
+        approximate = GELU_APPROXIMATE[cfg.activation_function]  # tanh (GPT-2, llm.c) or exact (nanoGPT)
         run = self._split(ids, active)
         live = sorted({self.row_context[r] for r in run})
         if 2 * len(live) <= self.bias.shape[0]:
@@ -146,7 +148,7 @@ class ContextDecoder:
             a = a + (p_new @ v_new).squeeze(2)
             x = x + torch.addmm(attn.c_proj.bias, a.reshape(S, d), attn.c_proj.weight)
             h = torch.nn.functional.layer_norm(x, (d,), block.ln_2.weight, block.ln_2.bias, eps)
-            h = torch.nn.functional.gelu(torch.addmm(mlp.c_fc.bias, h, mlp.c_fc.weight), approximate="tanh")
+            h = torch.nn.functional.gelu(torch.addmm(mlp.c_fc.bias, h, mlp.c_fc.weight), approximate=approximate)
             x = x + torch.addmm(mlp.c_proj.bias, h, mlp.c_proj.weight)
         self.t += 1
         self.positions_run += len(run)

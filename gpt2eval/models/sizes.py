@@ -8,6 +8,7 @@ SIZES = {
     "large": ("openai-community/gpt2-large", "762M", (36, 1280)),
     "xl": ("openai-community/gpt2-xl", "1542M", (48, 1600)),
 }
+GPT2_TOKENIZER = SIZES["small"][0]  # the tokenizer all four share: a checkpoint's default (--tokenizer)
 PAPER_PARAMS = {"small": 117e6, "medium": 345e6, "large": 762e6, "xl": 1542e6}  # Table 2's parameter counts
 VOCAB = 50257  # GPT-2's vocabulary (its byte-level BPE, <|endoftext|> = 50256)
 N_CTX = 1024   # GPT-2's context window

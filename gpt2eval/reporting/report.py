@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..io import check_output, write_all
 from .order import size_key, task_key
 from .plots import panel_caption, plot_paths, render, render_task
+from .steps import step_files
 from ..models.sizes import SIZES
 from .summary import num
 from ..api.uncertainty import format_ci
@@ -213,6 +214,11 @@ def write_report(paths: list, *, csv=None, table3_csv=None, table4_csv=None, oth
     pngs = render(cells) if plot else {}
     png_paths = plot_paths(pngs, plot) if plot else {}
     files.update({png_paths[k]: png for k, png in pngs.items()})
+    if plot:  # a training run's checkpoints (runs with a step): each metric against step, and steps.csv
+        steps = step_files(runs, refs, plot)
+        files.update(steps)
+        if steps:
+            log(f"training steps: {len(steps) - 1} plot(s) against step and steps.csv, in {plot}")
     if markdown:
         captions = {key: panel_caption({key[1]: [c for c in cells if (c["task"], c["metric"]) == key]})
                     for key in png_paths}
