@@ -105,7 +105,7 @@ class NaturalQuestions(Task):
     }
 
     def load(self, data):
-        fallback, folder = "", data.data_dir / ORIGINAL_DIR if data.data_dir else None
+        fallback, folder = "", (data.data_dir / ORIGINAL_DIR) if data.data_dir else None
         local = sorted(folder.glob("nq-dev-*.jsonl.gz")) if folder and folder.is_dir() else []
         if self.golds == "original" and local:  # a damaged local file is an error, never a fallback
             questions, shots, source = self.original_files(local)
