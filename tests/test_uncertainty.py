@@ -157,7 +157,7 @@ def test_every_task_wires_its_intervals_and_cnn_dailymail_draws_k_samples(tiny_m
             assert iv["ci_low"] <= t["metrics"][metric] <= iv["ci_high"], (name, metric)
     assert one["ptb"]["intervals"]["ppl"]["unit"] == "line of the test file"
     assert {(d["a"], d["b"]) for d in one["ptb"]["paired"]} == {("ppl", "token_ppl"), ("ppl", "word_ppl")}
-    assert [(d["a"], d["b"]) for d in one["winograd"]["paired"]] == [("acc_partial", "acc_full")]  # one paper row
+    assert [(d["a"], d["b"]) for d in one["winograd"]["paired"]] == [("acc_partial", "acc_full")]  # Scored.pairs
     assert [(d["a"], d["b"]) for d in one["cbt_cn"]["paired"]] == [("acc", "acc_token_mean")]
     assert {(d["a"], d["b"]) for d in two["paired"]} >= {("tldr_rouge_avg", "no_hint_rouge_avg")}
     assert two["items_cached"] == 6 and two["items_computed"] == 6      # draw 0 of 3 articles x 2 prompts
