@@ -128,7 +128,7 @@ def count_workload(requests, tokenizer, shape: tuple[int, int]) -> dict:
     from gpt2eval.cli.plan import count_work
 
     class Fixed:
-        name = "bench"
+        name = key = "bench"
 
         def requests(self, examples):
             return {"workload": requests}

@@ -4,10 +4,11 @@
     python scripts/make_docs.py --check   # exit 1, with one line, when either page is stale
 
 docs/tasks.md is made from each built-in plugin in tasks/: its module docstring, class docstring,
-`description`, `metrics` (name, paper row, the paper's values from results/reference/gpt2_paper.csv,
-variant text) and `protocol` dict, plus the docstrings of the shared protocol modules the plugins
-build on. docs/cli.md is hand-written prose around one generated block: every command's options,
-from the argument parsers themselves. tests/test_docs.py runs --check.
+`description`, `options` (name, default, choices, help), `metrics` (name, paper row, the paper's
+values from results/reference/gpt2_paper.csv, variant text) and `protocol` dict (with the default
+options), plus the docstrings of the shared protocol modules the plugins build on. docs/cli.md is
+hand-written prose around one generated block: every command's options, from the argument parsers
+themselves. tests/test_docs.py runs --check.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's gpt2eval and tasks/, whatever is installed
 
 # The one place that names where plugins are discovered.
-from gpt2eval.api.plugins import PAPER_TASKS, discover  # noqa: E402
+from gpt2eval.api.plugins import PAPER_TASKS, discover, split_spec  # noqa: E402
 
 TASKS_PAGE = REPO / "docs" / "tasks.md"
 CLI_PAGE = REPO / "docs" / "cli.md"
@@ -43,13 +44,17 @@ Every task is a plugin in `tasks/` (how to write one: [plugins.md](plugins.md)).
 dict names every choice that can move a number, and is copied into `results.json` and
 `comparison.csv`; each metric names the paper row it is compared with. Each default is the reading
 closest to the paper's text (the file as OpenAI released it, one stream, one `<eos>` per line,
-`N` kept, the paper's prompt); each other reading is its own task or metric, compared with the
-same paper row, so a run with real weights shows which one lands on the paper. Where each task's
-data comes from, and what to put under `--data-dir`: [data.md](data.md).
+`N` kept, the paper's prompt); each other reading is an option of the task or a metric of its own,
+compared with the same paper row, so a run with real weights shows which one lands on the paper.
+Options are set on the command line, `--tasks wikitext2:stride=256,detokenize=none,ptb`; the
+options set to other than their default are part of the task's key ("wikitext2:stride=256"), its
+name in `results.json`, the samples file, `comparison.csv` and the report, and every option's value
+is recorded in the protocol. Each task's options are listed under it. Where each task's data comes
+from, and what to put under `--data-dir`: [data.md](data.md).
 
-`--tasks paper` runs the tasks marked *paper* below (the list `PAPER_TASKS`); the others run by
-name. Paper values are for the sizes small, medium, large, xl (the paper's 117M, 345M, 762M,
-1542M), from `results/reference/gpt2_paper.csv`.
+`--tasks paper` runs the tasks marked *paper* below (the list `PAPER_TASKS`, each with the options
+shown there); the others run by name. Paper values are for the sizes small, medium, large, xl (the
+paper's 117M, 345M, 762M, 1542M), from `results/reference/gpt2_paper.csv`.
 """
 
 
@@ -140,9 +145,20 @@ def relative(path: str) -> str:
     return Path(path).resolve().relative_to(REPO).as_posix()
 
 
-def parent_task(cls, tasks: dict):
-    """The plugin task this one varies (a subclass of another named built-in task), or None."""
-    return next((b for b in cls.__mro__[1:] if b in tasks.values()), None)
+def paper_specs(cls) -> list[str]:
+    """How `--tasks paper` runs this task: its PAPER_TASKS entries (a name, or a name with options)."""
+    return [s for s in PAPER_TASKS if split_spec(s)[0] == cls.name]
+
+
+def task_option_rows(options: dict) -> list[str]:
+    lines = ["| option | default | choices | what it sets |", "|---|---|---|---|"]
+    for name, opt in options.items():
+        kind = opt.kind if opt.default is None else type(opt.default)
+        choices = ", ".join(f"`{c}`" for c in opt.choices) if opt.choices else \
+            ("an integer" if kind is int else "any text")
+        default = "unset" if opt.default is None else f"`{opt.default}`"
+        lines.append(f"| `{name}` | {default} | {choices} | {cell(opt.help)} |")
+    return lines + [""]
 
 
 def metric_rows(metrics: dict, paper: dict) -> list[str]:
@@ -155,28 +171,22 @@ def metric_rows(metrics: dict, paper: dict) -> list[str]:
     return lines + [""]
 
 
-def task_section(cls, paper: dict, tasks: dict) -> list[str]:
-    task = cls()  # as a run has it (a protocol may be a property of the instance)
+def task_section(cls, paper: dict) -> list[str]:
+    task = cls()  # as a run has it with the default options (a protocol may be a property of the instance)
     description = escape(task.description) + ("" if task.description.endswith(".") else ".")
-    lines = [f"### `{cls.name}`", "", ("*paper* · " if cls.name in PAPER_TASKS else "") + description, ""]
+    runs = paper_specs(cls)
+    mark = ("*paper* (" + ", ".join(f"`{s}`" for s in runs) + ") · ") if runs else ""
+    lines = [f"### `{cls.name}`", "", mark + description, ""]
     own = cls.__dict__.get("__doc__")
     if own:
         lines += [docstring_markdown(own)]
-    parent = parent_task(cls, tasks)
-    base = parent() if parent else None
-    if base and task.metrics == base.metrics:
-        lines += [f"Metrics: as [`{parent.name}`](#{parent.name}).", ""]
-    elif task.metrics:
+    if task.options:
+        lines += task_option_rows(task.options)
+    if task.metrics:
         lines += metric_rows(task.metrics, paper)
-    protocol = task.protocol
-    if base:
-        protocol = {k: v for k, v in protocol.items() if base.protocol.get(k) != v}
-        gone = [k for k in base.protocol if k not in task.protocol]
-        lines += [f"Protocol: as [`{parent.name}`](#{parent.name})" + (", except:" if protocol else ".")
-                  + (f" (without {', '.join(f'`{k}`' for k in gone)})" if gone else ""), ""]
-    if protocol:
-        lines += ["| protocol | choice |", "|---|---|"]
-        lines += [f"| `{k}` | {cell(v)} |" for k, v in protocol.items()]
+    if task.protocol:
+        lines += ["| protocol (default options) | choice |", "|---|---|"]
+        lines += [f"| `{k}` | {cell(v)} |" for k, v in task.protocol.items()]
         lines.append("")
     return lines
 
@@ -184,23 +194,27 @@ def task_section(cls, paper: dict, tasks: dict) -> list[str]:
 def tasks_page() -> str:
     tasks = {n: c for n, c in discover().items() if builtin(c)}
     paper = paper_values()
-    rank = {n: i for i, n in enumerate(PAPER_TASKS)}
+    rank = {}
+    for i, spec in enumerate(PAPER_TASKS):
+        rank.setdefault(split_spec(spec)[0], i)
     modules: dict[str, list] = {}
     for cls in sorted(tasks.values(), key=lambda c: rank.get(c.name, len(rank))):
         modules.setdefault(cls.__module__, [])
     for cls in tasks.values():  # within a module: the order of definition
         modules[cls.__module__].append(cls)
-    lines = [TASKS_INTRO, "| task | in `--tasks paper` | what it is | plugin |", "|---|---|---|---|"]
+    lines = [TASKS_INTRO, "| task | in `--tasks paper` | options | what it is | plugin |", "|---|---|---|---|---|"]
     for mod, classes in modules.items():
         for cls in classes:
-            lines.append(f"| [`{cls.name}`](#{cls.name}) | {'yes' if cls.name in PAPER_TASKS else ''} | "
-                         f"{cell(cls.description)} | `{relative(inspect.getfile(cls))}` |")
+            runs = ", ".join(f"`{s}`" for s in paper_specs(cls))
+            options = ", ".join(f"`{o}`" for o in cls.options)
+            lines.append(f"| [`{cls.name}`](#{cls.name}) | {runs} | {options} | {cell(cls.description)} | "
+                         f"`{relative(inspect.getfile(cls))}` |")
     lines.append("")
     shared: dict[str, list[str]] = {}
     for mod, classes in modules.items():
         lines += [f"## `{relative(inspect.getfile(classes[0]))}`", "", docstring_markdown(module_of(classes[0]).__doc__)]
         for cls in classes:
-            lines += task_section(cls, paper, tasks)
+            lines += task_section(cls, paper)
             for base in shared_bases(cls):
                 shared.setdefault(base.__module__, []).append(cls.name)
     if shared:

@@ -11,11 +11,15 @@ Rows (metric prefixes), as the paper's Summarization section describes them:
 - random3: 3 sentences of the article drawn at random (in article order), no model; the draw is
   seeded by the article id alone, so it is the same in every run.
 - lead3: the first 3 sentences of the article, no model.
-The article is stripped of surrounding whitespace. A long article is cut at its end, in whole
-tokens, so that article + hint + 100 new tokens fit the 1024-token window (Generation truncate
-"prefix_end"; the hint is always kept); samples record the tokens cut. Each sample draws from its
-own random stream, keyed by run seed, task, article id and row. Both prompts of an article share
-its tokens as `prefix`, forwarded once.
+The article is stripped of surrounding whitespace. A long article is cut, in whole tokens, so that
+article + hint + 100 new tokens fit the 1024-token window (the hint is always kept); the paper does
+not say how, and 55 of the 250 local articles (22%) are too long. Option `truncate`: `end` (default)
+keeps the article's start and cuts its end (Generation truncate "prefix_end"), `start` keeps its
+end and cuts its start ("left"). Samples record the tokens cut; extra["n_truncated"] counts the
+articles cut (their TL;DR prompt: the no-hint prompt is shorter) and extra["truncated_tokens"] the
+article tokens cut from those prompts. Each sample draws from its own random stream, keyed by run
+seed, task, article id and row. Both prompts of an article share its tokens as `prefix`, forwarded
+once (unless cut at the start).
 Sentences: pysbd, offline. Metrics, in percent: ROUGE-1, ROUGE-2 and summary-level ROUGE-L F1
 (rouge-score with Porter stemming; ROUGE-L as ROUGE-1.5.5 computes it, see
 gpt2eval.metrics.summarization), and their mean rouge_avg (the paper's R-AVG).
@@ -35,7 +39,7 @@ from gpt2eval.api.data import Dataset, read_jsonl, sha256_text
 from gpt2eval.metrics.summarization import (aggregate_rouge, detokenize_ptb, first_sentences, rouge_scores,
                                             split_sentences)
 from gpt2eval.api.requests import Decoding, Generation
-from gpt2eval.api.task import Metric, Scored, Task
+from gpt2eval.api.task import Metric, Option, Scored, Task
 from gpt2eval.api.uncertainty import mean
 
 LOCAL = "cnn_dailymail/frank_cnndm_test_250.jsonl"
@@ -47,6 +51,7 @@ ROWS = {"tldr": "TL;DR:, top-2 sampling, first 3 sentences", "no_hint": "no hint
         "random3": "3 random article sentences", "lead3": "first 3 article sentences"}
 SCORES = ["rouge1", "rouge2", "rougeL", "rouge_avg"]
 ROUGE = SCORES[:3]  # rouge_avg is their mean
+TRUNCATE = {"end": "prefix_end", "start": "left"}  # the option -> Generation.truncate
 
 
 def example_from_hub(row: dict) -> dict:
@@ -72,11 +77,12 @@ class CnnDailyMail(Task):
     metrics = {f"{row}_{s}": Metric(f"cnn_dailymail/{row}_{s}", variant)
                for row, variant in ROWS.items() for s in SCORES}
     samples = 1  # draws per article and prompt (--samples K)
+    options = {"truncate": Option("end", "which part of a long article is cut to fit the window: end (its start is "
+                                         "kept) or start (its end is kept)", choices=tuple(TRUNCATE))}
     base_protocol = {
         "prompt": "tldr: {article}\\nTL;DR:; no_hint: {article}",
         "decoding": f"top-k sampling k={TOP_K}, {NEW_TOKENS} new tokens; summary = first {N_SENTENCES} sentences "
                     "(pysbd)",
-        "truncation": f"article cut at its end (whole tokens) so that article + hint + {NEW_TOKENS} fit 1024",
         "baselines": "random3: 3 random sentences, article order, seeded by article id; lead3: first 3 sentences",
         "metric": "rouge-score ROUGE-1/2 and summary-level ROUGE-L (rougeLsum on pysbd sentences) F1, Porter "
                   "stemmer, mean = rouge_avg; percent",
@@ -86,7 +92,10 @@ class CnnDailyMail(Task):
     def protocol(self):
         draws = (f"{self.samples} independent draws per article and prompt (seed_key + /draw<k>, draw 0 = the "
                  "single-draw key); metric = mean over draws" if self.samples > 1 else "one draw (the paper's)")
-        return {**self.base_protocol, "samples": draws}
+        kept = "start" if self.truncate == "end" else "end"
+        cut = (f"article cut at its {self.truncate}, its {kept} kept (whole tokens), so that article + hint + "
+               f"{NEW_TOKENS} fit 1024")
+        return {**self.base_protocol, "truncation": cut, "samples": draws}
 
     def load(self, data):
         path = data.find(LOCAL)
@@ -102,7 +111,8 @@ class CnnDailyMail(Task):
 
         def draws(ex, row, hint):
             return [Generation(ex["article"] + hint, NEW_TOKENS, decoding=decoding, prefix=ex["article"],
-                               truncate="prefix_end", seed_key=seed_key(ex["id"], row, k)) for k in range(self.samples)]
+                               truncate=TRUNCATE[self.truncate], seed_key=seed_key(ex["id"], row, k))
+                    for k in range(self.samples)]
         # Per article, each sampled row's draws: {"tldr": [...], "no_hint": [...]}.
         return {"summary": [{row: draws(ex, row, hint) for row, hint in HINTS.items()} for ex in examples]}
 
@@ -137,7 +147,8 @@ class CnnDailyMail(Task):
         spread = {f"{row}_{s}": mean([sc[s] for sc in per_row[row]] if s != "rouge_avg" else
                                      [statistics.fmean(sc[r] for r in ROUGE) for sc in per_row[row]], unit="article")
                   for row in ROWS for s in SCORES}
-        extra = {"n_truncated": sum(g["tldr"][0].truncated_tokens > 0 for g in answers["summary"]), "samples": k}
+        cut = [g["tldr"][0].truncated_tokens for g in answers["summary"]]
+        extra = {"n_truncated": sum(n > 0 for n in cut), "truncated_tokens": sum(cut), "samples": k}
         if k > 1:
             extra["across_draws"] = across_draws(per_draw, k)
         return Scored(metrics, samples, extra, spread=spread,

@@ -14,20 +14,29 @@ Decoding: greedy, at most 32 new tokens, stopped at the first newline; the answe
 line, stripped. A prompt too long for the window loses its first tokens, i.e. the story's start
 (the dialogue and the question are far shorter than the window); `extra` counts such turns.
 Metrics: the official evaluate-v1.0.py F1 and EM (its normalisation, leave-one-out over the gold
-answers), in percent, overall, in/out of domain and per source domain present. Answer extraction
+answers), in percent, overall, in/out of domain and per source domain present. The paper's section
+4 says "CoQA's development set metric reports the average performance over 5 different domains":
+`f1_domain_mean`, the unweighted mean of the per-domain F1 over the domains present (the dev set's
+five), is compared with the paper's 55 beside the turn-weighted `f1`. Answer extraction
 variants on the same generations (no extra compute), each compared with the paper's 55 like `f1`:
 `f1_first_sentence` (the answer line's first sentence, pysbd) and `f1_first5words` (its first 5
 words), with their EMs; long answers are the known failure (openai/gpt-2 issue 307: 28.7 F1 for
 gpt2-xl, "good answers" scored low). gpt2eval.metrics.coqa has the details.
-Prompt variant `coqa_lm_eval_prompt` (below): lm-evaluation-harness's layout.
-predictions/coqa.json is in the official prediction format, for the official script.
+Option `prompt=lm_eval`: lm-evaluation-harness's layout (its tasks/coqa utils.py), a blank line
+between every question and answer as well as between turns,
+    {story}\\n\\nQ: {q1}\\n\\nA: {a1}\\n\\nQ: {q2}\\n\\nA:
+generation stopped at "\\nQ:", and the answer = the generation stripped, up to its first newline
+(lm-eval's process_results). Everything else, metrics and answer variants included, is unchanged;
+unlike lm-eval, which scores only each story's last turn, every turn is scored.
+predictions/<key>.json (<key> the task's file stem) is in the official prediction format, for the
+official script.
 The story is each request's `prefix`: the engine forwards it once per story, not once per turn.
 """
 from gpt2eval.api.data import Dataset, read_json, sha256_text
 from gpt2eval.errors import DataError
 from gpt2eval.metrics import coqa
 from gpt2eval.api.requests import Generation
-from gpt2eval.api.task import Metric, Scored, Task
+from gpt2eval.api.task import Metric, Option, Scored, Task
 from gpt2eval.api.uncertainty import binomial, mean
 
 FULL, ONE_STORY = "coqa/coqa-dev-v1.0.json", "coqa/coqa-dev-v1.0_first_story.json"
@@ -60,37 +69,57 @@ def turns(data: dict) -> list[dict]:
     return out
 
 
-def prompt(ex: dict) -> str:
+# prompt option -> (what follows each question and each answer, the stop string)
+LAYOUTS = {"paper": ("\n", "\n"), "lm_eval": ("\n\n", "\nQ:")}
+
+
+def prompt(ex: dict, layout: str = "paper") -> str:
     # The story is stripped so that it ends on a word or punctuation: its tokens are then also
     # the first tokens of the full prompt, which is what lets the engine reuse them.
-    dialogue = "".join(f"Q: {q}\nA: {a}\n" for q, a in ex["history"])
-    return f"{ex['story']}\n\n{dialogue}Q: {ex['question']}\nA:"
+    sep = LAYOUTS[layout][0]
+    dialogue = "".join(f"Q: {q}{sep}A: {a}{sep}" for q, a in ex["history"])
+    return f"{ex['story']}\n\n{dialogue}Q: {ex['question']}{sep}A:"
 
 
 class CoQA(Task):
     name = "coqa"
     description = "CoQA dev: story + dialogue history + 'A:', greedy, official F1/EM"
-    stop = ("\n",)  # the answer is the first generated line
+    options = {"prompt": Option("paper", "paper: Q:/A: lines after the story, answer = the first line; lm_eval: "
+                                         "lm-evaluation-harness's layout, blank lines between Q and A",
+                                choices=tuple(LAYOUTS))}
     metrics = {"f1": Metric("coqa/f1", "official evaluate-v1.0.py F1, greedy first line"),
+               "f1_domain_mean": Metric("coqa/f1", "official F1, unweighted mean over the domains (the paper: "
+                                                   "'average performance over 5 different domains')"),
                "em": Metric(None, "official evaluate-v1.0.py EM")}
     metrics.update({f"{m}_{g}": Metric(None, f"official {m.upper()}, {g}") for g in GROUPS for m in ("f1", "em")})
     metrics.update({f"{m}_{suffix}": Metric("coqa/f1" if m == "f1" else None, f"official {m.upper()}, answer = {what}")
                     for suffix, (what, _) in coqa.EXTRACTIONS.items() for m in ("f1", "em")})
-    protocol = {
-        "prompt": "{story}\\n\\n + 'Q: {q}\\nA: {gold a}\\n' per earlier turn + 'Q: {q}\\nA:'",
-        "decoding": f"greedy, <= {MAX_NEW_TOKENS} new tokens, stop at the first newline; answer = first line, stripped",
+    base_protocol = {
         "truncation": f"prompt cut from the left (story start) to leave {MAX_NEW_TOKENS} tokens of the window",
         "metric": "official CoQA evaluate-v1.0.py: normalisation, leave-one-out over gold answers; percent",
         "answer_variants": "f1/em_first_sentence: first sentence (pysbd) of the answer line; f1/em_first5words: "
                            "its first 5 words (openai/gpt-2 issue 307: long answers)",
     }
 
-    def prompt(self, ex: dict) -> str:
-        return prompt(ex)
+    @property
+    def protocol(self):
+        if self.prompt == "lm_eval":
+            layout = {"prompt": "{story}\\n\\n + 'Q: {q}\\n\\nA: {gold a}\\n\\n' per earlier turn + "
+                                "'Q: {q}\\n\\nA:' (lm-evaluation-harness coqa)",
+                      "decoding": f"greedy, <= {MAX_NEW_TOKENS} new tokens, stop at '\\nQ:'; answer = output "
+                                  "stripped, up to its first newline (lm-eval)"}
+        else:
+            layout = {"prompt": "{story}\\n\\n + 'Q: {q}\\nA: {gold a}\\n' per earlier turn + 'Q: {q}\\nA:'",
+                      "decoding": f"greedy, <= {MAX_NEW_TOKENS} new tokens, stop at the first newline; answer = "
+                                  "first line, stripped"}
+        return {**layout, **self.base_protocol}
+
+    def prompt_text(self, ex: dict) -> str:
+        return prompt(ex, self.prompt)
 
     def answer(self, text: str) -> str:
-        """The answer line of a generation (already cut at the stop string)."""
-        return text.strip()
+        """The answer of a generation (already cut at the stop string): its first line, stripped."""
+        return text.strip().split("\n")[0].strip()
 
     def load(self, data):
         for relpath in (FULL, ONE_STORY):
@@ -111,7 +140,8 @@ class CoQA(Task):
         return Dataset(examples, n_full=N_QUESTIONS, source=source)
 
     def requests(self, examples):
-        return {"answer": [Generation(self.prompt(ex), MAX_NEW_TOKENS, stop=self.stop, prefix=ex["story"],
+        stop = (LAYOUTS[self.prompt][1],)
+        return {"answer": [Generation(self.prompt_text(ex), MAX_NEW_TOKENS, stop=stop, prefix=ex["story"],
                                       truncate="left", seed_key=f"coqa/{ex['id']}/{ex['turn_id']}") for ex in examples]}
 
     def score(self, examples, answers):
@@ -122,7 +152,7 @@ class CoQA(Task):
         samples = []
         for ex, r, k in zip(examples, results, keys, strict=True):
             em, f1 = coqa.score_turn(ex["golds"], preds[k])
-            text = self.prompt(ex)
+            text = self.prompt_text(ex)
             row = {"id": ex["id"], "turn_id": ex["turn_id"], "source": ex["source"],
                    "prompt_chars": len(text), "prompt_sha256": sha256_text(text),
                    "prompt_tokens": r.prompt_tokens, "truncated_tokens": r.truncated_tokens,
@@ -133,7 +163,8 @@ class CoQA(Task):
                 em_x, f1_x = coqa.score_turn(ex["golds"], short)
                 row.update({f"answer_{suffix}": short, f"em_{suffix}": 100 * em_x, f"f1_{suffix}": 100 * f1_x})
             samples.append(row)
-        metrics = {**coqa.flat_metrics(coqa.score_predictions(gold, preds, ndigits=None)),
+        report = coqa.score_predictions(gold, preds, ndigits=None)
+        metrics = {**coqa.flat_metrics(report), "f1_domain_mean": coqa.domain_mean(report),
                    **coqa.extraction_metrics(gold, preds)}
         extra = {"official_report": coqa.score_predictions(gold, preds),
                  "n_truncated": sum(r.truncated_tokens > 0 for r in results)}
@@ -144,32 +175,10 @@ class CoQA(Task):
             if rows:
                 spread[f"f1{group}"] = mean([s["f1"] for s in rows], unit="question")
                 spread[f"em{group}"] = binomial([s["em"] / 100 for s in rows], unit="question")
+        spread["f1_domain_mean"] = coqa.domain_mean_spread([(s["source"], s["f1"]) for s in samples])
         for suffix in coqa.EXTRACTIONS:  # the answer-extraction variants, on the same questions
             spread[f"f1_{suffix}"] = mean([s[f"f1_{suffix}"] for s in samples], unit="question")
             spread[f"em_{suffix}"] = binomial([s[f"em_{suffix}"] / 100 for s in samples], unit="question")
-        return Scored(metrics, samples, extra, files={f"predictions/{self.name}.json": coqa.prediction_records(preds)},
-                      spread=spread)
+        files = {f"predictions/{self.file_stem}.json": coqa.prediction_records(preds)}
+        return Scored(metrics, samples, extra, files=files, spread=spread)
 
-
-class CoQALmEvalPrompt(CoQA):
-    """CoQA with lm-evaluation-harness's prompt layout (its tasks/coqa utils.py): a blank line
-    between every question and answer as well as between turns,
-        {story}\\n\\nQ: {q1}\\n\\nA: {a1}\\n\\nQ: {q2}\\n\\nA:
-    generation stopped at "\\nQ:", and the answer = the generation stripped, up to its first newline
-    (lm-eval's process_results). Everything else, metrics and answer variants included, is `coqa`'s;
-    unlike lm-eval, which scores only each story's last turn, every turn is scored."""
-    name = "coqa_lm_eval_prompt"
-    description = "CoQA dev with lm-evaluation-harness's prompt layout ('\\n\\n' between turns), official F1/EM"
-    stop = ("\nQ:",)
-    protocol = {**CoQA.protocol,
-                "prompt": "{story}\\n\\n + 'Q: {q}\\n\\nA: {gold a}\\n\\n' per earlier turn + 'Q: {q}\\n\\nA:' "
-                          "(lm-evaluation-harness coqa)",
-                "decoding": f"greedy, <= {MAX_NEW_TOKENS} new tokens, stop at '\\nQ:'; answer = output stripped, "
-                            "up to its first newline (lm-eval)"}
-
-    def prompt(self, ex: dict) -> str:
-        dialogue = "".join(f"Q: {q}\n\nA: {a}\n\n" for q, a in ex["history"])
-        return f"{ex['story']}\n\n{dialogue}Q: {ex['question']}\n\nA:"
-
-    def answer(self, text: str) -> str:
-        return text.strip().split("\n")[0].strip()

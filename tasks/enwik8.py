@@ -12,7 +12,7 @@ not valid UTF-8 (the split may cut a character at its first bytes) becomes U+FFF
 as its original bytes. bits_per_byte = total NLL / ln 2 / 5,000,000 original bytes; the stream is
 scored as in `gpt2eval.protocols.char_level`.
 """
-from gpt2eval.protocols.char_level import STREAM, CharLevelTask
+from gpt2eval.protocols.char_level import CharLevelTask
 from gpt2eval.protocols.download import Remote
 
 
@@ -24,9 +24,9 @@ class Enwik8(CharLevelTask):
     remote = Remote("enwik8/enwik8.zip", "http://mattmahoney.net/dc/enwik8.zip", 36_445_475,
                     sha1="d856b1ccd937c51aeb9c342e47666fb8c38e7e72",
                     source="huggingface/datasets enwik8 dataset_infos.json (size, SHA-256); gluon-nlp (SHA-1)")
-    protocol = {"split": "last 5,000,000 bytes of enwik8", "detokenizer": "none (raw XML)",
-                "decoding": "UTF-8, invalid bytes as U+FFFD (still counted)", "examples": "lines of the split",
-                "windows": STREAM, "normalisation": "total NLL in bits / 5,000,000 original bytes"}
+    base_protocol = {"split": "last 5,000,000 bytes of enwik8", "detokenizer": "none (raw XML)",
+                     "decoding": "UTF-8, invalid bytes as U+FFFD (still counted)", "examples": "lines of the split",
+                     "normalisation": "total NLL in bits / 5,000,000 original bytes"}
 
     def pieces(self, split):
         return [(line.decode("utf-8", errors="replace"), len(line)) for line in split.splitlines(keepends=True)]

@@ -2,7 +2,14 @@
 
 Data: OpenAI's `lambada_test.jsonl` (5,153 passages, detokenized, the file the GPT-2 authors used),
 or the hub's EleutherAI/lambada_openai (the same passages). `lambada` reads the file as it is;
-`lambada_openai_preprocessed` (below) applies the preprocessing an author described afterwards.
+`lambada:preprocess=openai` applies the preprocessing one of the authors described after the paper
+(openai/gpt-2 issue 131, comment 492786058, the source cybertronai/bflm's `preprocess` cites): curly
+double quotes “ and ” become straight ", and the model sees "\\n" + text.strip(). Curly single
+quotes ‘ ’ are left alone. 1,622 of the 5,153 passages contain a curly double quote (1,978 some
+curly quote), so their tokens change, and the leading newline changes the first token of every
+context. bflm's copy also maps the plain-text file's `` and '' to ", which this file does not need
+(0 and 1 occurrences; left as they are). Same split, metrics and paper rows either way; the bflm
+filter keeps the leading newline in its context.
 Context and target are split as lm-evaluation-harness's lambada_openai: `text.rsplit(" ", 1)`,
 target = " " + last piece. ppl is exp(mean over passages of -log p(target | context)) (lm-eval).
 
@@ -47,7 +54,7 @@ import unicodedata
 from gpt2eval.api.data import Dataset, read_jsonl
 from gpt2eval.api.requests import Decoding, Generation, Loglikelihood
 from gpt2eval.protocols.stopwords import BFLM_STOPWORDS, ENGLISH_STOPWORDS
-from gpt2eval.api.task import Metric, Scored, Task
+from gpt2eval.api.task import Metric, Option, Scored, Task
 from gpt2eval.api.uncertainty import binomial, ratio
 
 PUNCT = string.punctuation + "“”‘’—–…"
@@ -105,7 +112,7 @@ def bflm_split(passage: str) -> tuple[str, str]:
 
 class Lambada(Task):
     name = "lambada"
-    description = "LAMBADA (OpenAI jsonl, as it is): last-word prediction, perplexity and four accuracies"
+    description = "LAMBADA (OpenAI jsonl): last-word prediction, perplexity and four accuracies"
     metrics = {
         "ppl": Metric("lambada/ppl", "exp(mean NLL of the target word), lm-eval definition", False),
         "acc": Metric(UNFILTERED, "no stop-word filter: whole word greedy (lm-eval)"),
@@ -116,8 +123,10 @@ class Lambada(Task):
         "acc_stopword_filter_bflm": Metric("lambada/acc", "stop-word filter: any token that is a bflm stop word "
                                                           "banned, lower-cased word (bflm eval_lambada_slow.py)"),
     }
-    protocol = {
-        "data": "OpenAI lambada_test.jsonl, no preprocessing",
+    options = {"preprocess": Option("none", "none: the file as it is; openai: straight double quotes, the model "
+                                            "sees '\\n' + text.strip() (openai/gpt-2 issue 131)",
+                                    choices=("none", "openai"))}
+    base_protocol = {
         "split": "text.rsplit(' ', 1); target = ' ' + last piece (lm-eval lambada_openai)",
         "stopword_filter": f"greedy <= {STOPWORD_DECODE_TOKENS} tokens, word-initial NLTK English stop-word "
                            "tokens (any case) suppressed, first word compared with punctuation stripped",
@@ -133,8 +142,17 @@ class Lambada(Task):
         "scale": "accuracies in percent",
     }
 
+    @property
+    def protocol(self):
+        data = ("OpenAI lambada_test.jsonl, preprocessed: “ ” -> \", model sees '\\n' + text.strip() "
+                "(openai/gpt-2 issue 131, comment 492786058)" if self.preprocess == "openai" else
+                "OpenAI lambada_test.jsonl, no preprocessing")
+        return {"data": data, **self.base_protocol}
+
     def passage(self, text: str) -> str:
-        """The text the model sees for one line of the file (a variant's preprocessing goes here)."""
+        """The text the model sees for one line of the file."""
+        if self.preprocess == "openai":
+            return "\n" + text.replace("“", '"').replace("”", '"').strip()
         return text
 
     def load(self, data):
@@ -187,21 +205,3 @@ class Lambada(Task):
         return Scored(metrics, samples, extra={"n_target_tokens": sum(len(r.token_logprobs) for r in ll)},
                       spread=spread, pairs=[("acc", "acc_stopword_filter")])  # the filter's effect, paired
 
-
-class LambadaOpenAIPreprocessed(Lambada):
-    """LAMBADA with OpenAI's preprocessing, as one of the authors described it after the paper in
-    openai/gpt-2 issue 131 (comment 492786058, the source cybertronai/bflm's `preprocess` cites):
-    curly double quotes “ and ” become straight ", and the model sees "\\n" + text.strip(). Curly
-    single quotes ‘ ’ are left alone. 1,622 of the 5,153 passages contain a curly double quote
-    (1,978 some curly quote), so their tokens change, and the leading newline changes the first
-    token of every context. bflm's copy also maps the plain-text file's `` and '' to ", which this
-    file does not need (0 and 1 occurrences; left as they are). Same split, metrics and paper rows
-    as `lambada`; the bflm filter keeps the leading newline in its context."""
-    name = "lambada_openai_preprocessed"
-    description = "LAMBADA with OpenAI's described preprocessing (straight double quotes, '\\n' + text.strip())"
-    protocol = {**Lambada.protocol,
-                "data": "OpenAI lambada_test.jsonl, preprocessed: “ ” -> \", model sees '\\n' + text.strip() "
-                        "(openai/gpt-2 issue 131, comment 492786058)"}
-
-    def passage(self, text: str) -> str:
-        return "\n" + text.replace("“", '"').replace("”", '"').strip()

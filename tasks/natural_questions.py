@@ -30,6 +30,7 @@ Chosen: N_SHOTS = 8 pairs (question, its first gold), `Q: {question}\\nA: {answe
 first 8 (hub sources); else the first 8 questions of the local file, then left out of scoring.
 Option `question_format`: nq (default, as the data writes it: lower case, no "?") or paper
 (first letter capitalised and "?" added, as Table 5 prints it), for the pairs and the question.
+The example pairs are every prompt's shared `prefix` (forwarded once).
 Decoding: greedy, at most 16 new tokens, stopped at the first newline; answer = that line, stripped.
 Metrics: exact match after SQuAD v1.1 normalisation against any gold (the paper's metric), in
 percent, guarded: a gold that normalisation erases ("A+") is compared lower-cased only

@@ -8,12 +8,18 @@ benchmark's archive (`1bw/1-billion-word-language-modeling-benchmark-r13output.t
 --data-dir or the cache, else downloaded from statmt.org; size and SHA-256 as huggingface/datasets
 pins them, datasets/lm1b/urls_checksums/checksums.txt) and md5-checked. No hub fallback.
 
-Protocol: the sentences are shuffled, so there is no context across lines (the paper says so):
-each line is its own stream, `<|endoftext|>` + the de-tokenized sentence + "\\n", every token
-scored (the newline stands for the sentence's end, as each line's newline does in the one-stream LM
-tasks). De-tokenizer: `gpt2eval.protocols.detokenize.one_billion_word_detokenize` (spacing only).
-ppl = exp(total NLL / original tokens), original tokens = whitespace tokens + one end-of-sentence a
-line (as for PTB). An example is a line; its sample row holds its NLL and original tokens.
+Protocol: the sentences of the benchmark are shuffled; the paper says only that "1BW's sentence
+level shuffling removes all long-range structure", which fits scoring each sentence alone (the
+default) as well as the shard as one continuous stream (`streams=shard`). Each sentence is the
+de-tokenized line + "\\n", every token scored (the newline stands for the sentence's end, as each
+line's newline does in the one-stream LM tasks). `streams=sentence`: each sentence its own stream,
+after `<|endoftext|>`; `streams=shard`: the sentences joined in file order as one stream, the first
+after `<|endoftext|>`, in windows as the other LM tasks (`stride`: gpt2eval.protocols.windows; with
+streams=sentence it matters only for a sentence longer than the window). De-tokenizer:
+`gpt2eval.protocols.detokenize.one_billion_word_detokenize` (spacing only). ppl = exp(total NLL /
+original tokens), original tokens = whitespace tokens + one end-of-sentence a line (as for PTB). An
+example is a line; its sample row holds its NLL and original tokens (with streams=shard, the NLL of
+the tokens that start in it).
 """
 import hashlib
 import math
@@ -23,8 +29,9 @@ from gpt2eval.protocols.detokenize import count_original_tokens, one_billion_wor
 from gpt2eval.protocols.download import Remote, cache_dir, extract_member, md5_checked, obtain
 from gpt2eval.errors import DataError
 from gpt2eval.api.requests import RollingLoglikelihood
-from gpt2eval.api.task import Metric, Scored, Task
+from gpt2eval.api.task import Metric, Option, Scored, Task
 from gpt2eval.api.uncertainty import ratio
+from gpt2eval.protocols.windows import STRIDE, check_stride, windows
 
 SHARD = "1bw/news.en.heldout-00000-of-00050"
 MEMBER = ("1-billion-word-language-modeling-benchmark-r13output/heldout-monolingual.tokenized.shuffled/"
@@ -36,14 +43,26 @@ class OneBillionWord(Task):
     description = "One Billion Word benchmark, test shard, perplexity per original token"
     metrics = {"ppl": Metric("1bw/ppl", "per original token incl. one end-of-sentence a line (paper)", False),
                "token_ppl": Metric(None, "per GPT-2 token", False)}
-    protocol = {"data": "news.en.heldout-00000-of-00050 (md5-checked)",
-                "detokenizer": "gpt2eval.protocols.detokenize.one_billion_word_detokenize",
-                "streams": "each line its own stream: <|endoftext|> + sentence + '\\n', all tokens scored",
-                "normalisation": "exp(total NLL / original tokens incl. one end-of-sentence per line)"}
+    options = {"stride": STRIDE,
+               "streams": Option("sentence", "sentence: each sentence its own stream; shard: the test shard as one "
+                                             "continuous stream", choices=("sentence", "shard"))}
     shard_md5 = "ce1e84fb6d856ced56ba2c551104f6ac"
     archive = Remote("1bw/1-billion-word-language-modeling-benchmark-r13output.tar.gz",
                      "https://www.statmt.org/lm-benchmark/1-billion-word-language-modeling-benchmark-r13output.tar.gz",
                      1_792_209_805, source="huggingface/datasets datasets/lm1b/urls_checksums/checksums.txt")
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        check_stride(self.name, self.stride)
+
+    @property
+    def protocol(self):
+        streams = ("the shard as one stream: <|endoftext|> + every sentence + '\\n', in file order" if self.streams ==
+                   "shard" else "each line its own stream: <|endoftext|> + sentence + '\\n'")
+        return {"data": "news.en.heldout-00000-of-00050 (md5-checked)",
+                "detokenizer": "gpt2eval.protocols.detokenize.one_billion_word_detokenize",
+                "streams": f"{streams}, all tokens scored", "windows": windows(self.stride),
+                "normalisation": "exp(total NLL / original tokens incl. one end-of-sentence per line)"}
 
     def shard(self, data):
         for path in ([data.data_dir / SHARD] if data.data_dir else []) + [cache_dir() / "data" / SHARD]:
@@ -65,17 +84,22 @@ class OneBillionWord(Task):
         return Dataset(list(zip(lines, detok)), n_full=len(lines), source=source)
 
     def requests(self, examples):
-        return {"sentence": [RollingLoglikelihood(d + "\n") for _, d in examples]}  # each line its own stream
+        sentences = [d + "\n" for _, d in examples]
+        if self.streams == "shard":
+            return {"shard": RollingLoglikelihood("".join(sentences), stride=self.stride)}
+        return {"sentence": [RollingLoglikelihood(x, stride=self.stride) for x in sentences]}
 
     def score(self, examples, answers):
-        results = answers["sentence"]
+        if self.streams == "shard":  # each line's NLL: that of the tokens that start in it
+            nll, tokens = answers["shard"].by_piece([d + "\n" for _, d in examples])
+        else:
+            nll, tokens = [-r.logprob for r in answers["sentence"]], [r.n_tokens for r in answers["sentence"]]
         orig = [count_original_tokens(o) for o, _ in examples]
-        nll = [-r.logprob for r in results]
-        samples = [{"line": i, "text": d[:80], "original_tokens": n, "gpt2_tokens": r.n_tokens, "nll": x}
-                   for i, ((_, d), n, r, x) in enumerate(zip(examples, orig, results, nll, strict=True))]
-        total, gpt2 = sum(nll), sum(r.n_tokens for r in results)
+        samples = [{"line": i, "text": d[:80], "original_tokens": n, "gpt2_tokens": t, "nll": x}
+                   for i, ((_, d), n, t, x) in enumerate(zip(examples, orig, tokens, nll, strict=True))]
+        total, gpt2 = sum(nll), sum(tokens)
         spread = {"ppl": ratio(nll, orig, math.exp, unit="sentence"),  # intervals: sentences resampled
-                  "token_ppl": ratio(nll, [r.n_tokens for r in results], math.exp, unit="sentence")}
+                  "token_ppl": ratio(nll, tokens, math.exp, unit="sentence")}
         return Scored({"ppl": math.exp(total / sum(orig)), "token_ppl": math.exp(total / gpt2)}, samples,
                       extra={"original_tokens": sum(orig), "gpt2_tokens": gpt2, "total_nll": total},
                       spread=spread, pairs=[("ppl", "token_ppl")])

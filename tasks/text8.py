@@ -11,7 +11,7 @@ out; the split starts wherever character 95,000,000 falls, mid-word or not). The
 character is a byte. An example is a block of 10,000 characters (text8 has no lines); the blocks are
 joined back into one stream. bits_per_char = total NLL / ln 2 / 5,000,000.
 """
-from gpt2eval.protocols.char_level import STREAM, CharLevelTask
+from gpt2eval.protocols.char_level import CharLevelTask
 from gpt2eval.protocols.download import Remote
 from gpt2eval.errors import DataError
 
@@ -26,9 +26,9 @@ class Text8(CharLevelTask):
     remote = Remote("text8/text8.zip", "http://mattmahoney.net/dc/text8.zip", 31_344_016,
                     sha1="6c70299b93b7e1f927b42cd8f6ac1a31547c7a2e",
                     source="gluon-nlp scripts/datasets/url_checksums/language_model.txt (size, SHA-1)")
-    protocol = {"split": "last 5,000,000 characters of text8", "detokenizer": "none (a-z and spaces only)",
-                "examples": f"blocks of {BLOCK:,} characters", "windows": STREAM,
-                "normalisation": "total NLL in bits / 5,000,000 characters"}
+    base_protocol = {"split": "last 5,000,000 characters of text8", "detokenizer": "none (a-z and spaces only)",
+                     "examples": f"blocks of {BLOCK:,} characters",
+                     "normalisation": "total NLL in bits / 5,000,000 characters"}
 
     def pieces(self, split):
         bad = split.translate(None, b"abcdefghijklmnopqrstuvwxyz ")

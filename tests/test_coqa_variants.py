@@ -1,5 +1,5 @@
 """CoQA's answer-extraction variants (first sentence, a 5-word cap) on the real first dev story,
-and lm-evaluation-harness's prompt layout as its own task."""
+and lm-evaluation-harness's prompt layout (coqa:prompt=lm_eval)."""
 import json
 
 import pytest
@@ -46,29 +46,29 @@ def test_long_answers_score_higher_when_cut(story):
 
 
 def test_lm_eval_prompt_layout_on_the_real_story(story):
-    default, lm_eval = select(["coqa", "coqa_lm_eval_prompt"])
+    default, lm_eval = select(["coqa", "coqa:prompt=lm_eval"])
     ex = story[2]
-    assert default.prompt(ex).endswith("\n\nQ: What color was Cotton?\nA: white\nQ: Where did she live?\nA: in a "
+    assert default.prompt_text(ex).endswith("\n\nQ: What color was Cotton?\nA: white\nQ: Where did she live?\nA: in a "
                                        "barn\nQ: Did she live alone?\nA:")
-    assert lm_eval.prompt(ex).endswith("\n\nQ: What color was Cotton?\n\nA: white\n\nQ: Where did she live?\n\n"
+    assert lm_eval.prompt_text(ex).endswith("\n\nQ: What color was Cotton?\n\nA: white\n\nQ: Where did she live?\n\n"
                                        "A: in a barn\n\nQ: Did she live alone?\n\nA:")
     (req,) = lm_eval.requests([ex])["answer"]
     assert req.stop == ("\nQ:",) and req.prefix == ex["story"] and req.context.startswith(ex["story"] + "\n\n")
     assert lm_eval.answer(" \n no\nQ") == "no" and default.answer(" no") == "no"
     scored = lm_eval.score([ex], {"answer": [gen("\n\nNo, she did not.\n")]})
-    assert scored.samples[0]["answer"] == "No, she did not." and "predictions/coqa_lm_eval_prompt.json" in scored.files
+    assert scored.samples[0]["answer"] == "No, she did not." and "predictions/coqa@prompt=lm_eval.json" in scored.files
 
 
 def test_both_prompts_end_to_end(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
-    assert main(["--model", str(tiny_model_dir), "--tasks", "coqa,coqa_lm_eval_prompt", "--data-dir", str(DATA),
+    assert main(["--model", str(tiny_model_dir), "--tasks", "coqa,coqa:prompt=lm_eval", "--data-dir", str(DATA),
                  "--limit", "4", "--output", str(out), "--reference-size", "xl", "--no-progress", "--no-cache"]) == 0
     results = json.loads((out / "results.json").read_text())
-    for name in ("coqa", "coqa_lm_eval_prompt"):
+    for name, stem in (("coqa", "coqa"), ("coqa:prompt=lm_eval", "coqa@prompt=lm_eval")):
         t = results["tasks"][name]
         assert {"f1", "f1_first_sentence", "f1_first5words", "em_first5words"} <= set(t["metrics"])
-        assert (out / "predictions" / f"{name}.json").is_file()
+        assert (out / "predictions" / f"{stem}.json").is_file()
     a, b = ([json.loads(x) for x in (out / "samples" / f"{n}.jsonl").read_text().splitlines()]
-            for n in ("coqa", "coqa_lm_eval_prompt"))
+            for n in ("coqa", "coqa@prompt=lm_eval"))
     # "\n\n" before a letter is two GPT-2 tokens: one more before "A:", two more for each earlier turn
     assert [y["prompt_tokens"] - x["prompt_tokens"] for x, y in zip(a, b)] == [1, 3, 5, 7]

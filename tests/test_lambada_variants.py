@@ -1,4 +1,4 @@
-"""LAMBADA's variants on the real file: OpenAI's preprocessing as its own task, bflm's stop-word
+"""LAMBADA's variants on the real file: OpenAI's preprocessing (lambada:preprocess=openai), bflm's stop-word
 filter beside the NLTK one (checked against a literal re-implementation of bflm's search on the
 tiny trained model), and the pairing of each accuracy with the paper's filtered or unfiltered row."""
 import csv
@@ -19,7 +19,7 @@ TINY = SHARED / "models" / "tiny-lambada"
 
 @pytest.fixture(scope="module")
 def both():
-    plain, pre = select(["lambada", "lambada_openai_preprocessed"])
+    plain, pre = select(["lambada", "lambada:preprocess=openai"])
     return plain.load(DataSource(DATA)).examples, pre.load(DataSource(DATA)).examples
 
 
@@ -101,7 +101,7 @@ def bflm_literal(model, tokenizer, context: str, banned_words: frozenset, steps:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("lambada-variants")
-    assert main(["--model", str(TINY), "--tasks", "lambada,lambada_openai_preprocessed", "--data-dir", str(DATA),
+    assert main(["--model", str(TINY), "--tasks", "lambada,lambada:preprocess=openai", "--data-dir", str(DATA),
                  "--limit", "40", "--output", str(out), "--reference-size", "xl", "--no-progress", "--no-cache"]) == 0
     return out
 
@@ -112,9 +112,9 @@ def test_tiny_model_filters_against_a_literal_bflm_search(tiny_run, tokenizer):
     from gpt2eval.tasks.lambada import basic_words, bflm_split, fold
     model = AutoModelForCausalLM.from_pretrained(TINY, dtype=torch.float32).eval()
     results = json.loads((tiny_run / "results.json").read_text())
-    for name in ("lambada", "lambada_openai_preprocessed"):
+    for name, stem in (("lambada", "lambada"), ("lambada:preprocess=openai", "lambada@preprocess=openai")):
         m = results["tasks"][name]["metrics"]
-        rows = [json.loads(line) for line in (tiny_run / "samples" / f"{name}.jsonl").read_text().splitlines()]
+        rows = [json.loads(line) for line in (tiny_run / "samples" / f"{stem}.jsonl").read_text().splitlines()]
         assert len(rows) == 40 and m["acc_stopword_filter_bflm"] > 0 and m["acc_stopword_filter"] > 0
         for metric, flag in (("acc", "correct"), ("acc_last_token", "correct_last_token"),
                              ("acc_stopword_filter", "correct_stopword_filter"),
@@ -133,7 +133,7 @@ def test_tiny_model_filters_against_a_literal_bflm_search(tiny_run, tokenizer):
 def test_each_accuracy_is_paired_with_the_papers_filtered_or_unfiltered_row(tiny_run, tmp_path):
     with open(tiny_run / "comparison.csv", newline="") as f:
         rows = {(r["task"], r["metric"]): r for r in csv.DictReader(f)}
-    for task in ("lambada", "lambada_openai_preprocessed"):
+    for task in ("lambada", "lambada:preprocess=openai"):
         for metric in ("acc_stopword_filter", "acc_stopword_filter_bflm"):
             assert rows[(task, metric)]["reference"] == "lambada/acc" and rows[(task, metric)]["paper"] == "63.24"
         for metric in ("acc", "acc_last_token"):
@@ -145,7 +145,7 @@ def test_each_accuracy_is_paired_with_the_papers_filtered_or_unfiltered_row(tiny
     with open(t3, newline="") as f:
         table = {r["source"]: r for r in csv.DictReader(f) if r["size"] == "xl"}
     assert table["paper"]["LAMBADA (ACC) [acc_stopword_filter]"] == "63.24"
-    assert table["paper"]["LAMBADA (ACC) [lambada_openai_preprocessed/acc_stopword_filter_bflm]"] == "63.24"
+    assert table["paper"]["LAMBADA (ACC) [lambada:preprocess=openai/acc_stopword_filter_bflm]"] == "63.24"
     assert table["paper"]["LAMBADA (ACC, no stop-word filter) [acc_last_token]"] == "52.66"
     assert "LAMBADA (ACC) [acc]" not in table["paper"]
     assert float(table["gpt2eval"]["LAMBADA (ACC, no stop-word filter) [acc]"]) == pytest.approx(

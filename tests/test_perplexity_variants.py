@@ -1,5 +1,5 @@
-"""The perplexity tasks' named variants on the real files: the word denominator without <eos>,
-WikiText scored per article, and PTB with its `N` as a digit."""
+"""The perplexity tasks' variants on the real files: the word denominator without <eos>, WikiText
+scored per article (wikitext*:streams=article), and PTB with its `N` as a digit (ptb:digits=1)."""
 import math
 
 import pytest
@@ -43,7 +43,7 @@ def test_word_ppl_by_hand_beside_the_per_token_ppl():
     assert t.metrics["word_ppl"].reference == "ptb/ppl"
 
 
-@pytest.mark.parametrize("name", ["wikitext103_per_article", "wikitext2_per_article"])
+@pytest.mark.parametrize("name", ["wikitext103:streams=article", "wikitext2:streams=article"])
 def test_per_article_tasks_split_where_lm_eval_does(name):
     t, ds = load(name)
     assert len(ds.examples) == ds.n_full == 62 and ds.source["verified"]
@@ -59,12 +59,12 @@ def test_per_article_tasks_split_where_lm_eval_does(name):
     assert sum(count_original_tokens(o) for a in ds.examples for o, _ in a) == 245569
     reqs = t.requests(ds.examples)["article"]
     assert len(reqs) == 62 and reqs[1].text.startswith("= Du Fu =")
-    base = name.replace("_per_article", "")
+    base = name.split(":")[0]
     assert t.metrics["ppl"].reference == f"{base}/ppl" and t.protocol["windows"].startswith("one stream per article")
 
 
 def test_per_article_scores_each_article_as_the_one_stream_task_scores_it_alone(engine_factory):
-    per_article, ds = load("wikitext2_per_article")
+    per_article, ds = load("wikitext2:streams=article")
     one_stream, lines = load("wikitext2")
     engine = engine_factory()
     arts = ds.examples[:3]
@@ -87,8 +87,8 @@ def test_per_article_scores_each_article_as_the_one_stream_task_scores_it_alone(
     assert scored.metrics["ppl"] == pytest.approx(math.exp(total / n["original_tokens"]))
 
 
-def test_ptb_n_digit_changes_only_the_number_placeholder():
-    t, ds = load("ptb_n_digit")
+def test_ptb_digits_1_changes_only_the_number_placeholder():
+    t, ds = load("ptb:digits=1")
     _, plain = load("ptb")
     assert len(ds.examples) == 3761 and t.metrics["ppl"].reference == "ptb/ppl"
     digit = "".join(d for _, d in ds.examples)
@@ -101,24 +101,24 @@ def test_ptb_n_digit_changes_only_the_number_placeholder():
     assert [o for o, _ in ds.examples] == [o for o, _ in plain.examples]  # same original tokens (82,430)
 
 
-def test_variant_tasks_run_and_pair_with_their_base_tasks_paper_rows(tiny_model_dir, tmp_path):
+def test_options_run_and_pair_with_their_base_tasks_paper_rows(tiny_model_dir, tmp_path):
     import csv
     import json
 
     from gpt2eval.cli.main import main
     out = tmp_path / "run"
-    assert main(["--model", str(tiny_model_dir), "--tasks", "wikitext2_per_article,ptb_n_digit",
+    assert main(["--model", str(tiny_model_dir), "--tasks", "wikitext2:streams=article,ptb:digits=1",
                  "--data-dir", str(DATA), "--limit", "2", "--output", str(out), "--reference-size", "small",
                  "--no-progress", "--no-cache"]) == 0
     results = json.loads((out / "results.json").read_text())
-    art = results["tasks"]["wikitext2_per_article"]
+    art = results["tasks"]["wikitext2:streams=article"]
     assert art["n_examples"] == 2 and art["n_full"] == 62 and art["subset"] and art["extra"]["streams"] == 2
-    rows = [json.loads(x) for x in (out / "samples" / "wikitext2_per_article.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (out / "samples" / "wikitext2@streams=article.jsonl").read_text().splitlines()]
     assert [r["article"] for r in rows] == [0, 1] and all(r["lines"] > 1 and r["words"] > 0 for r in rows)
     words = sum(r["words"] for r in rows)
     assert art["metrics"]["word_ppl"] == pytest.approx(math.exp(sum(r["nll"] for r in rows) / words))
     with open(out / "comparison.csv", newline="") as f:
         paper = {(r["task"], r["metric"]): r["paper"] for r in csv.DictReader(f)}
-    assert paper[("wikitext2_per_article", "ppl")] == paper[("wikitext2_per_article", "word_ppl")] == "29.41"
-    assert paper[("ptb_n_digit", "ppl")] == paper[("ptb_n_digit", "word_ppl")] == "65.85"
-    assert paper[("ptb_n_digit", "token_ppl")] == ""
+    assert paper[("wikitext2:streams=article", "ppl")] == paper[("wikitext2:streams=article", "word_ppl")] == "29.41"
+    assert paper[("ptb:digits=1", "ppl")] == paper[("ptb:digits=1", "word_ppl")] == "65.85"
+    assert paper[("ptb:digits=1", "token_ppl")] == ""

@@ -17,6 +17,7 @@ class Fixed(Task):
     name = "fixed"
 
     def __init__(self, requests):
+        super().__init__()
         self._requests = requests
 
     def requests(self, examples):
@@ -106,6 +107,15 @@ def test_plan_subcommand(tmp_path, capsys, tokenizer):
     lines = (DATA / "lambada" / "lambada_test.jsonl").read_text().splitlines()[:3]
     words = [" " + json.loads(line)["text"].rsplit(" ", 1)[1] for line in lines]
     assert small["scored_tokens"] == sum(len(tokenizer(w)["input_ids"]) for w in words)
+
+
+def test_plan_names_a_task_with_options_by_its_key(capsys):
+    from gpt2eval.cli.main import main
+    assert main(["plan", "--sizes", "small", "--tasks", "ptb,ptb:stride=256", "--limit", "200", "--tokenizer",
+                 str(TOKENIZER_DIR), "--data-dir", str(DATA)]) == 0
+    rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines()
+            if line.split()[:2] in (["small", "ptb"], ["small", "ptb:stride=256"])}
+    assert set(rows) == {"ptb", "ptb:stride=256"}
 
 
 def test_plan_rejects_unknown_size(capsys):

@@ -65,11 +65,11 @@ def report(tmp_path) -> Path:
     return out / "report.html"
 
 
-# Every experiment of the paper, its protocol-variant tasks and one task with no paper number, with
-# the values of random test models (perplexities near 3e5, accuracies 0 with intervals [0, 0]).
-PAPER_RUN_TASKS = ["triviaqa", "lambada_openai_preprocessed", "lambada", "cbt_cn", "cbt_ne", "wikitext2",
-                   "wikitext2_per_article", "ptb", "ptb_n_digit", "enwik8", "text8", "wikitext103",
-                   "wikitext103_per_article", "1bw", "winograd", "coqa", "cnn_dailymail", "wmt14_fr_en",
+# Every experiment of the paper, protocol variants (task keys with options) and one task with no paper
+# number, with the values of random test models (perplexities near 3e5, accuracies 0 with intervals [0, 0]).
+PAPER_RUN_TASKS = ["triviaqa", "lambada:preprocess=openai", "lambada", "cbt_cn", "cbt_ne", "wikitext2",
+                   "wikitext2:streams=article", "ptb", "ptb:digits=1", "enwik8", "text8", "wikitext103",
+                   "wikitext103:streams=article", "1bw", "winograd", "coqa", "cnn_dailymail", "wmt14_fr_en",
                    "wmt14_en_fr", "natural_questions"]
 SKIPPED = {"natural_questions": "data not found: nq_open (--skip-unavailable)"}
 
@@ -78,7 +78,7 @@ def random_model_block(task: str, seed: int) -> dict:
     """One task of a random test model's run, with its real metric names and paper rows."""
     from gpt2eval.api.plugins import discover
     info = {m: {"reference": i.reference, "variant": i.variant, "higher_is_better": i.higher_is_better}
-            for m, i in discover([])[task].metrics.items()}
+            for m, i in discover([])[task.split(":")[0]].metrics.items()}
     metrics = {m: (287409.24 + 1000 * seed if not i["higher_is_better"] else 0.0) for m, i in info.items()}
     block = task_block(metrics, info, 100, 5153, f"{task}.jsonl")
     for m, v in metrics.items():  # a percentile bootstrap's interval is not symmetric
@@ -221,9 +221,9 @@ def test_the_paper_tasks_report_keeps_words_whole_and_says_what_each_panel_shows
     # the headline and the task sections in the paper's order, each task's variants after it
     headline = driver.execute_script("return [...document.querySelector('table').rows].slice(1)"
                                      ".map(r => r.cells[0].innerText)")
-    order = ["lambada", "lambada_openai_preprocessed", "cbt_cn", "cbt_ne", "wikitext2", "wikitext2_per_article", "ptb",
-             "ptb_n_digit", "enwik8", "text8", "wikitext103", "wikitext103_per_article", "1bw", "winograd", "coqa",
-             "cnn_dailymail", "wmt14_fr_en", "wmt14_en_fr"]
+    order = ["lambada", "lambada:preprocess=openai", "cbt_cn", "cbt_ne", "wikitext2", "wikitext2:streams=article",
+             "ptb", "ptb:digits=1", "enwik8", "text8", "wikitext103", "wikitext103:streams=article", "1bw", "winograd",
+             "coqa", "cnn_dailymail", "wmt14_fr_en", "wmt14_en_fr"]
     # natural_questions: compared at small with the paper's derived 0.77 (4.1 / 5.3), its xl skipped
     assert list(dict.fromkeys(headline)) == order + ["natural_questions"]
     sections = driver.execute_script("return [...document.querySelectorAll('h2[id^=task-]')].map(h => h.innerText)")

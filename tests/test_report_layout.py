@@ -27,13 +27,14 @@ RANDOM_LAMBADA = {"ppl": 287409.24, "acc": 0.0, "acc_last_token": 0.0, "acc_stop
 
 def paper_order_runs(folder: Path) -> Path:
     """Random-model runs at the four sizes whose tasks come in no particular order: a task with no
-    paper number, LAMBADA's preprocessed variant before LAMBADA, PTB's variant before PTB."""
-    ptb_n_digit = {m: {**i, "reference": "ptb/ppl" if m == "ppl" else None} for m, i in PTB_INFO.items()}
+    paper number, LAMBADA's preprocessed variant before LAMBADA, PTB's variant before PTB (task keys with
+    options, as runs name them)."""
+    ptb_digits = {m: {**i, "reference": "ptb/ppl" if m == "ppl" else None} for m, i in PTB_INFO.items()}
     for i, size in enumerate(("small", "medium", "large", "xl")):
         tasks = {"triviaqa": task_block({"exact_match": 0.0}, {"exact_match": {
                      "reference": "triviaqa/exact_match", "variant": "", "higher_is_better": True}}, 100, 11313, "tqa"),
-                 "lambada_openai_preprocessed": task_block(RANDOM_LAMBADA, LAMBADA_TASK_INFO, 100, 5153, "lambada"),
-                 "ptb_n_digit": task_block(PTB["xl"], ptb_n_digit, 100, 3761, "ptb"),
+                 "lambada:preprocess=openai": task_block(RANDOM_LAMBADA, LAMBADA_TASK_INFO, 100, 5153, "lambada"),
+                 "ptb:digits=1": task_block(PTB["xl"], ptb_digits, 100, 3761, "ptb"),
                  "lambada": task_block(RANDOM_LAMBADA, LAMBADA_TASK_INFO, 100, 5153, "lambada"),
                  "ptb": task_block(PTB["xl"], PTB_INFO, 100, 3761, "ptb")}
         tasks["lambada"]["paired"] = [{"a": "ppl", "b": "acc", "diff": -9210.55, "stderr": 9000.0,
@@ -44,22 +45,22 @@ def paper_order_runs(folder: Path) -> Path:
 
 def test_tasks_rows_and_sections_come_in_the_papers_order(tmp_path):
     from gpt2eval.reporting.order import task_order
-    assert task_order({"triviaqa": {"triviaqa/exact_match"}, "lambada_openai_preprocessed": {"lambada/acc"},
-                       "coqa": {"coqa/f1"}, "wikitext2_per_article": {None}, "ptb_n_digit": {"ptb/ppl"},
+    assert task_order({"triviaqa": {"triviaqa/exact_match"}, "lambada:preprocess=openai": {"lambada/acc"},
+                       "coqa": {"coqa/f1"}, "wikitext2:streams=article": {None}, "ptb:digits=1": {"ptb/ppl"},
                        "1bw": {"1bw/ppl"}, "wikitext2": {"wikitext2/ppl"}, "ptb": {"ptb/ppl"}, "lambada": set()}) == [
-        "lambada", "lambada_openai_preprocessed", "wikitext2", "wikitext2_per_article", "ptb", "ptb_n_digit", "1bw",
+        "lambada", "lambada:preprocess=openai", "wikitext2", "wikitext2:streams=article", "ptb", "ptb:digits=1", "1bw",
         "coqa", "triviaqa"]
     folder = paper_order_runs(tmp_path / "runs")
     assert main(["compare", str(folder), "--markdown", str(tmp_path / "r.md")]) == 0
     md = (tmp_path / "r.md").read_text()
     headline = md.split("## Headline")[1].split("\n\n")[1].splitlines()[2:]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in headline]
-    assert list(dict.fromkeys(r[0] for r in rows)) == ["lambada", "lambada_openai_preprocessed", "ptb", "ptb_n_digit"]
+    assert list(dict.fromkeys(r[0] for r in rows)) == ["lambada", "lambada:preprocess=openai", "ptb", "ptb:digits=1"]
     lambada = [(r[1], r[2]) for r in rows if r[0] == "lambada"]   # Table 3's PPL, its ACC, then the 52.66
     assert lambada == [("ppl", s) for s in ("small", "medium", "large", "xl")] + [
         ("acc", s) for s in ("small", "medium", "large", "xl")] + [("acc_without_stopword_filter", "xl")]
     sections = [line[3:] for line in md.split("## Table 3 layout")[0].splitlines() if line.startswith("## ")]
-    assert sections[1:] == ["lambada", "lambada_openai_preprocessed", "ptb", "ptb_n_digit", "triviaqa"]
+    assert sections[1:] == ["lambada", "lambada:preprocess=openai", "ptb", "ptb:digits=1", "triviaqa"]
 
 
 def test_negative_interval_bounds_print_one_minus_sign(tmp_path):

@@ -71,7 +71,7 @@ def test_options_become_attributes_and_the_non_default_ones_the_tasks_key(plugin
     ("endings:m=2", "task endings has no option m (its options: n, case; python run_eval.py --list-tasks)"),
     ("endings:n=two", "task endings: option n=two is not an integer; n: how many words are scored"),
     ("endings:case=title", "task endings: option case=title is not one of lower, upper"),
-    ("ptb:stride=5", "task ptb has no option stride"),
+    ("ptb:streams=article", "task ptb has no option streams (its options: stride, detokenize, digits;"),  # WikiText's
 ])
 def test_a_bad_option_is_one_line(plugin_dir, spec, message):
     with pytest.raises(UserError) as e:

@@ -16,7 +16,7 @@ from gpt2eval.reporting.tables import TABLE3, grid, other_rows, table3_rows
 from gpt2eval.api.data import DataSource
 from gpt2eval.errors import DataError, UserError
 from gpt2eval.metrics import squad
-from gpt2eval.api.plugins import PAPER_TASKS, discover, expand, select
+from gpt2eval.api.plugins import PAPER_TASKS, discover, expand, select, split_spec
 
 LIMIT = 3
 WMT = DATA / "wmt14"
@@ -43,7 +43,8 @@ def test_results_carry_metrics_subset_labels_protocol_and_provenance(run):
     assert [tasks[t]["n_full"] for t in ("natural_questions", "wmt14_fr_en", "wmt14_en_fr")] == [3602, 2998, 2998]
     for name in ("wmt14_fr_en", "wmt14_en_fr"):
         t = tasks[name]
-        assert set(t["metrics"]) == {"bleu", "bleu_first_sentence"} and t["subset"] and t["n_examples"] == LIMIT
+        assert set(t["metrics"]) == {"bleu", "bleu_first_sentence", "bleu_multibleu"} and t["subset"]
+        assert t["n_examples"] == LIMIT
         assert t["extra"]["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
         assert t["data"]["verified"] and t["data"]["reference"]["verified"]
         assert "newstest2014 segments 1-5" in t["data"]["examples_from"] and len(t["data"]["examples"]) == 5
@@ -199,28 +200,28 @@ def test_paper_expands_to_every_experiment_once():
     assert expand(["ptb", "paper", "triviaqa"])[:2] == ["ptb", "lambada"] and expand(["ptb", "paper"]).count("ptb") == 1
     assert "triviaqa" not in PAPER_TASKS  # the paper reports no TriviaQA number
     assert {"cbt_cn", "cbt_ne", "enwik8", "text8", "1bw", "winograd", "natural_questions", "wmt14_fr_en",
-            "wmt14_en_fr", "lambada", "lambada_openai_preprocessed", "ptb", "wikitext2", "wikitext103", "coqa",
+            "wmt14_en_fr", "lambada", "lambada:preprocess=openai", "ptb", "wikitext2", "wikitext103", "coqa",
             "cnn_dailymail"} <= set(PAPER_TASKS)
 
 
-NOT_IN_PAPER = {"triviaqa": "the paper reports no TriviaQA number",
-                "ptb_n_digit": "a protocol variant of ptb", "wikitext2_per_article": "a variant of wikitext2",
-                "wikitext103_per_article": "a variant of wikitext103", "coqa_lm_eval_prompt": "a variant of coqa"}
+NOT_IN_PAPER = {"triviaqa": "the paper reports no TriviaQA number"}
 
 
 def test_every_builtin_task_is_in_the_paper_list_or_left_out_for_a_reason():
     """A new experiment of the paper must be added to PAPER_TASKS (a tripwire for new tasks)."""
-    assert set(discover()) - set(PAPER_TASKS) == set(NOT_IN_PAPER)
-    assert set(PAPER_TASKS) <= set(discover())  # every listed name is an installed task
+    names = {split_spec(s)[0] for s in PAPER_TASKS}
+    assert set(discover()) - names == set(NOT_IN_PAPER)
+    assert names <= set(discover())  # every listed name is an installed task
+    assert [t.key for t in select(["paper"])] == list(PAPER_TASKS)  # each entry's options are real ones
 
 
 def test_select_paper_names_the_tasks_this_installation_lacks(monkeypatch):
     installed = discover()
-    fake = {n: installed.get(n, installed["ptb"]) for n in PAPER_TASKS if n != "1bw"}
+    fake = {n: installed[n] for n in {split_spec(s)[0] for s in PAPER_TASKS} if n != "1bw"}
     monkeypatch.setattr(plugins_module, "discover", lambda include_paths=(): fake)
     with pytest.raises(UserError, match=r"--tasks paper needs the task\(s\) 1bw,"):
         select(["paper"])
-    fake["1bw"] = installed["ptb"]
+    fake["1bw"] = installed["1bw"]
     assert len(select(["paper"])) == 16
 
 

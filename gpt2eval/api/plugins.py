@@ -65,14 +65,19 @@ def discover(include_paths: list[str] = ()) -> dict[str, type[Task]]:
     return found
 
 
-# Every zero-shot experiment of the GPT-2 paper (`--tasks paper`): Table 3's nine datasets (LAMBADA
-# also with OpenAI's described preprocessing), then Winograd, CoQA, CNN/Daily Mail (Table 4), WMT-14
-# both ways and Natural Questions. Not here: TriviaQA (the paper reports no TriviaQA number) and
-# the protocol-variant tasks of experiments already listed (ptb_n_digit, wikitext*_per_article,
-# coqa_lm_eval_prompt), which run by name.
-PAPER_TASKS = ("lambada", "lambada_openai_preprocessed", "cbt_cn", "cbt_ne", "wikitext2", "ptb", "enwik8", "text8",
+# Every zero-shot experiment of the GPT-2 paper (`--tasks paper`), each with its default options:
+# Table 3's nine datasets (LAMBADA also with OpenAI's described preprocessing), then Winograd, CoQA,
+# CNN/Daily Mail (Table 4), WMT-14 both ways and Natural Questions. Not here: TriviaQA (the paper
+# reports no TriviaQA number) and the other protocol options (stride, detokenize, streams, ...),
+# which a user names: `--tasks paper,wikitext2:stride=256`.
+PAPER_TASKS = ("lambada", "lambada:preprocess=openai", "cbt_cn", "cbt_ne", "wikitext2", "ptb", "enwik8", "text8",
                "wikitext103", "1bw", "winograd", "coqa", "cnn_dailymail", "wmt14_fr_en", "wmt14_en_fr",
                "natural_questions")
+
+# Task names of gpt2eval 0.1 that are options now: the old name is refused with its new spelling.
+RENAMED = {"lambada_openai_preprocessed": "lambada:preprocess=openai", "ptb_n_digit": "ptb:digits=1",
+           "wikitext2_per_article": "wikitext2:streams=article",
+           "wikitext103_per_article": "wikitext103:streams=article", "coqa_lm_eval_prompt": "coqa:prompt=lm_eval"}
 
 
 def parse_tasks(text: str) -> list[str]:
@@ -119,6 +124,10 @@ def select(specs: list[str], include_paths: list[str] = ()) -> list[Task]:
         raise UserError(f"--tasks paper needs the task(s) {', '.join(missing_paper)}, which this installation "
                         "lacks; install a gpt2eval that has them, or list the tasks you want instead of 'paper'")
     parsed = [split_spec(s) for s in expand(specs)]
+    renamed = [n for n, _ in parsed if n in RENAMED and n not in available]
+    if renamed:
+        raise UserError("; ".join(f"task {n} is now {RENAMED[n]}" for n in dict.fromkeys(renamed))
+                        + " (protocol choices are task options: python run_eval.py --list-tasks)")
     unknown = list(dict.fromkeys(n for n, _ in parsed if n not in available))
     if unknown:
         raise UserError(f"unknown task(s) {', '.join(unknown)}; available: {', '.join(sorted(available))} "

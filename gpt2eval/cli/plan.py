@@ -111,8 +111,8 @@ def decode_reads(shapes: list[tuple[int, int]], budget: int) -> tuple[int, int]:
 
 def count_work(task, examples: list, tokenizer, window: int = N_CTX) -> Work:
     """Encode a task's requests for these examples exactly as the engine would, and count."""
-    requests = flatten(task.name, task.requests(examples))
-    w = Work(task.name, examples=len(examples), requests=len(requests))
+    requests = flatten(task.key, task.requests(examples))
+    w = Work(task.key, examples=len(examples), requests=len(requests))
     enc = Encoder(tokenizer, window)
     ll_items, _ = enc.loglikelihood([r for r in requests if isinstance(r, Loglikelihood)])
     windows, _ = enc.rolling([r for r in requests if isinstance(r, RollingLoglikelihood)])
@@ -265,7 +265,7 @@ def make_plan(sizes: list[str], tasks: list, data, tokenizer, peaks_tflops: dict
         except DataError as e:
             if not skip_unavailable:
                 raise DataError(f"{e} (plan --skip-unavailable prices the other tasks)") from None
-            plan.unpriced[task.name] = str(e)
+            plan.unpriced[task.key] = str(e)
             continue
         examples = ds.examples[:limit] if limit else ds.examples
         plan.work.append(count_work(task, examples, tokenizer))

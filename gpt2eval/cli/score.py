@@ -40,6 +40,7 @@ def coqa_spreads(gold: dict, preds: dict) -> dict:
         if keys:
             spread[f"f1{group}"] = mean([100 * turns[k][1] for k in keys], unit="question")
             spread[f"em{group}"] = binomial([turns[k][0] for k in keys], unit="question")
+    spread["f1_domain_mean"] = coqa.domain_mean_spread([(g["source"], 100 * turns[k][1]) for k, g in gold.items()])
     for suffix, (_, extract) in coqa.EXTRACTIONS.items():
         scored = [coqa.score_turn(g["golds"], extract(preds[k])) if k in preds else (0.0, 0.0) for k, g in gold.items()]
         spread[f"f1_{suffix}"] = mean([100 * f1 for _, f1 in scored], unit="question")
@@ -71,7 +72,8 @@ def score_coqa(gold_path: Path, pred_path: Path) -> tuple[dict, dict, dict]:
         raise DataError(f"{gold_path}: {e}") from None
     extra = {"official_report": coqa.score_predictions(gold, preds), "n_gold": len(gold),
              "n_missing": len(coqa.missing_predictions(gold, preds))}
-    return {**coqa.flat_metrics(report), **coqa.extraction_metrics(gold, preds)}, extra, coqa_spreads(gold, preds)
+    return ({**coqa.flat_metrics(report), "f1_domain_mean": coqa.domain_mean(report),
+             **coqa.extraction_metrics(gold, preds)}, extra, coqa_spreads(gold, preds))
 
 
 def score_triviaqa(gold_path: Path, pred_path: Path) -> tuple[dict, dict, dict]:

@@ -227,3 +227,29 @@ def flat_metrics(report: dict) -> dict:
             metrics[f"f1_{group}"] = entry["f1"]
             metrics[f"em_{group}"] = entry["em"]
     return metrics
+
+
+def domain_mean(report: dict, metric: str = "f1") -> float:
+    """The unweighted mean over the source domains that have turns of each domain's score, from a
+    :func:`score_predictions` report. The paper's section 4: "CoQA's development set metric reports
+    the average performance over 5 different domains" (the dev set's five in-domain sources); the
+    official script's ``overall`` instead weights every turn alike, so a domain with more turns
+    counts more there."""
+    scores = [report[DOMAIN_NAMES[s]][metric] for s in IN_DOMAIN + OUT_DOMAIN if report[DOMAIN_NAMES[s]]["turns"]]
+    if not scores:
+        raise ValueError("no domain has turns")
+    return sum(scores) / len(scores)
+
+
+def domain_mean_spread(scored: list[tuple[str, float]]):
+    """The interval's spread for :func:`domain_mean` of F1, from (source, F1 in percent) per question:
+    per question its F1 and a 1 in its domain's columns; on each resample of the questions, the mean
+    over the domains drawn of their mean F1."""
+    from ..api.uncertainty import summed
+    domains = sorted({source for source, _ in scored})
+    rows = [[f1 * (source == d) for d in domains] + [float(source == d) for d in domains] for source, f1 in scored]
+
+    def statistic(sums):
+        per_domain = [f / n for f, n in zip(sums[:len(domains)], sums[len(domains):]) if n]
+        return sum(per_domain) / len(per_domain)
+    return summed(rows, statistic, unit="question", note="per-domain F1 sums and counts, resampled")

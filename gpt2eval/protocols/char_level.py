@@ -4,9 +4,10 @@ Both test sets are the last 5,000,000 bytes (enwik8) or characters (text8) of a 
 file in one of Matt Mahoney's zip archives (the standard 90M/5M/5M split: `data[-5000000:]` in
 salesforce/awd-lstm-lm's data/enwik8/prep_enwik8.py, which public getdata.sh scripts fetch, and in
 gluon-nlp's scripts/datasets/language_modeling/prepare_lm.py for both files). The split is scored
-as ONE stream, like the other LM tasks: `RollingLoglikelihood`, disjoint 1,024-token windows, the
-first token after <|endoftext|>. The total NLL in bits is divided by the number of original units
-(the paper divides "by the number of canonical units"). The archive comes from `gpt2eval.protocols.download`
+as ONE stream, like the other LM tasks: `RollingLoglikelihood`, disjoint 1,024-token windows (the
+`stride` option: overlapping ones, gpt2eval.protocols.windows), the first token after
+<|endoftext|>. The total NLL in bits is divided by the number of original units (the paper divides
+"by the number of canonical units"). The archive comes from `gpt2eval.protocols.download`
 (--data-dir, cache, or download, checksum-verified).
 
 An example is a piece of the split (a line of enwik8, a block of text8): each piece's NLL is the
@@ -26,9 +27,9 @@ from ..errors import DataError
 from ..api.requests import RollingLoglikelihood
 from ..api.task import Metric, Scored, Task
 from ..api.uncertainty import ratio
+from .windows import STRIDE, check_stride, windows
 
 TEST_UNITS = 5_000_000
-STREAM = "one stream, disjoint 1024-token windows, first token after <|endoftext|>"
 
 
 def read_member(path, member: str) -> bytes:
@@ -45,6 +46,19 @@ class CharLevelTask(Task):
     remote: Remote
     member = ""                 # the file inside the zip
     metric = ""                 # "bits_per_byte" or "bits_per_char"
+    base_protocol: dict[str, str] = {}  # the plugin's entries; "windows" comes from the stride option
+    options = {"stride": STRIDE}
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        check_stride(self.name, self.stride)
+
+    @property
+    def protocol(self) -> dict[str, str]:
+        entries = dict(self.base_protocol)
+        normalisation = entries.pop("normalisation")
+        entries["windows"] = f"one stream, {windows(self.stride)}, first token after <|endoftext|>"
+        return {**entries, "normalisation": normalisation}
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -73,7 +87,7 @@ class CharLevelTask(Task):
         return Dataset(pieces, n_full=len(pieces), source=source)
 
     def requests(self, examples):
-        return {"stream": RollingLoglikelihood("".join(text for text, _ in examples))}
+        return {"stream": RollingLoglikelihood("".join(text for text, _ in examples), stride=self.stride)}
 
     def score(self, examples, answers):
         result = answers["stream"]

@@ -1,9 +1,9 @@
 """The order in which a report lists tasks, paper rows and sizes: the paper's. Tasks follow Table 3
 left to right (LAMBADA, CBT-CN, CBT-NE, WikiText2, PTB, enwik8, text8, WikiText103, 1BW), then
 Winograd, CoQA, CNN/Daily Mail, WMT-14 (Fr-En, En-Fr) and Natural Questions. A protocol variant of
-a task (lambada_openai_preprocessed, ptb_n_digit, ...) follows the task whose paper rows it is
-compared with; a task compared with no paper row comes last. Sizes: small to xl, then any model
-that matches no size. Pure functions over names, so that every table sorts alike."""
+a task (a task key with options, "lambada:preprocess=openai", "wikitext2:stride=256") follows the
+task whose paper rows it is compared with; a task compared with no paper row comes last. Sizes:
+small to xl, then any model that matches no size. Pure functions over names, so that every table sorts alike."""
 from __future__ import annotations
 
 from ..models.sizes import SIZES
@@ -18,10 +18,12 @@ PAPER_ROW_ORDER = ("lambada/ppl", "lambada/acc", "lambada/acc_without_stopword_f
 
 
 def _anchor(task: str, references) -> str | None:
-    """The paper task a task belongs to: itself, else the paper task of one of its reference rows,
-    else the paper task its name extends (wikitext2_per_article -> wikitext2)."""
-    if task in PAPER_TASK_ORDER:
-        return task
+    """The paper task a task belongs to: its name (a key's part before its options,
+    "wikitext2:stride=256" -> wikitext2), else the paper task of one of its reference rows, else the
+    paper task its name extends (a plugin's "ptb_rare" -> ptb)."""
+    name = task.split(":", 1)[0]
+    if name in PAPER_TASK_ORDER:
+        return name
     for ref in references:
         owner = (ref or "").split("/")[0]
         if owner in PAPER_TASK_ORDER:

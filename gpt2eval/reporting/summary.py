@@ -51,7 +51,7 @@ HEADLINE = ["task", "paper row", "size", "paper", "ours (95% CI)", "Δ", "paper 
 def headline(cells: list[dict]) -> list[list[str]]:
     """One row per task and paper number (reference row and size) that one of its metrics is compared
     with; where several variants of a task share it, the one closest to the paper is shown and named.
-    A task's protocol variant (lambada_openai_preprocessed) gets rows of its own: it is another
+    A task's protocol variant (lambada:preprocess=openai) gets rows of its own: it is another
     experiment, not another candidate for the closest value. Rows in the paper's order: tasks as
     the cells list them (gpt2eval.reporting.order), then paper row, then size."""
     groups: dict[tuple[str, str, str], list[dict]] = {}

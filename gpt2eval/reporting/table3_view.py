@@ -1,7 +1,7 @@
 """Table 3 as the report shows it (Markdown and HTML): the paper's layout, a row per size and source
 and a column per dataset, cut at dataset boundaries into tables of at most MAX_COLUMNS value columns,
 so that in a 1,400-px window no heading or number has to break inside a word. Where several of our
-metrics share one paper column (LAMBADA's stop-word filters, lambada_openai_preprocessed), each
+metrics share one paper column (LAMBADA's stop-word filters, lambada:preprocess=openai), each
 column's heading carries a short mark ([1], [2], ...) that a legend below the tables explains;
 values computed on a subset carry "*". The full-width CSV (with intervals) is tables.table3_rows."""
 from __future__ import annotations
