@@ -48,7 +48,8 @@ class TriviaQA(Task):
     protocol = {
         "prompt": "Q: {question}\\nA:",
         "decoding": f"greedy, <= {MAX_NEW_TOKENS} new tokens, stop at the first newline; answer = first line, stripped",
-        "metric": "official triviaqa_evaluation.py normalisation, max over aliases; percent",
+        "metric": "official triviaqa_evaluation.py normalisation, max over aliases, an alias that normalisation "
+                  "erases compared lower-cased only (gpt2eval.metrics.guarded); percent",
     }
 
     def load(self, data):

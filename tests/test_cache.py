@@ -380,8 +380,9 @@ def test_generations_are_cached_as_token_ids_and_cut_into_text_when_read(engine_
     with ResultCache(tmp_path / "c.sqlite") as cache:
         first = engine_factory(batch_size=2, cache=cache.for_model("fp")).run(reqs)
         values = [json.loads(v) for (v,) in cache.conn.execute("SELECT value FROM results")]
-        assert len(values) == 2 and all(set(v) == {"token_ids", "ended"} for v in values)  # no text
+        assert len(values) == 2 and all(set(v) == {"token_ids", "token_logprobs", "ended"} for v in values)  # no text
         assert sorted(v["token_ids"] for v in values) == sorted(r.token_ids for r in first)
+        assert sorted(v["token_logprobs"] for v in values) == sorted(r.token_logprobs for r in first)
         for r in first:
             assert r.raw_text == tokenizer.decode(r.token_ids) and r.raw_text.startswith(r.text)
         # Another way of cutting the text applies to cached answers too: nothing cut is stored.
@@ -393,7 +394,7 @@ def test_generations_are_cached_as_token_ids_and_cut_into_text_when_read(engine_
         assert view.stats["hits"] == 2
         for a, r, req in zip(again, first, reqs):
             cuts = [r.raw_text.index(s) for s in req.stop + (" ",) if s in r.raw_text]
-            assert a.token_ids == r.token_ids and a.raw_text == r.raw_text
+            assert a.token_ids == r.token_ids and a.raw_text == r.raw_text and a.token_logprobs == r.token_logprobs
             assert a.text == r.raw_text[:min(cuts, default=len(r.raw_text))]
         assert any(a.text != r.text for a, r in zip(again, first))  # the new cut really differs
 

@@ -24,6 +24,14 @@ def hf_greedy(model, tokenizer, prompt, max_new_tokens):
     return out[0, ids.shape[1]:].tolist()
 
 
+def assert_same_generations(got, want):
+    """Every field identical, but the token log-probabilities, which are floats from another
+    computation path (a shared prefix's keys/values, another batch): equal to float tolerance."""
+    assert [{**vars(r), "token_logprobs": None} for r in got] == [{**vars(r), "token_logprobs": None} for r in want]
+    for a, b in zip(got, want):
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+
+
 @pytest.fixture(scope="module")
 def hf_outputs(tiny_model, tokenizer):
     return [hf_greedy(tiny_model, tokenizer, p, NEW) for p in PROMPTS]
@@ -120,7 +128,7 @@ def test_prefix_reuse_gives_identical_outputs_and_saves_prefill(engine_factory, 
     plain, reused = engine_factory(batch_size=batch_size), engine_factory(batch_size=batch_size)
     want = plain.generate(reqs, reuse_prefix=False)
     got = reused.generate(reqs, reuse_prefix=True)
-    assert [vars(r) for r in got] == [vars(r) for r in want]
+    assert_same_generations(got, want)
     lengths = [len(tokenizer(r.context)["input_ids"]) for r in reqs]
     story = len(tokenizer(reqs[0].prefix)["input_ids"])
     assert plain.stats.prefill_tokens == sum(lengths)
@@ -135,7 +143,7 @@ def test_prefix_reuse_with_sampling_and_truncated_variants(engine_factory):
     want = engine_factory(window=256, batch_size=3).generate(reqs, reuse_prefix=False)
     engine = engine_factory(window=256, batch_size=3)
     got = engine.generate(reqs)
-    assert [vars(r) for r in got] == [vars(r) for r in want]
+    assert_same_generations(got, want)
     assert got[2].truncated_tokens > 0 and got[3].truncated_tokens > 0
     assert engine.stats.prefill_tokens < sum(r.prompt_tokens for r in got)
 
@@ -148,4 +156,4 @@ def test_prefix_not_a_token_prefix_falls_back(engine_factory, tokenizer):
     engine = engine_factory()
     got = engine.generate(reqs)
     assert engine.stats.prefill_tokens == sum(len(tokenizer(r.context)["input_ids"]) for r in reqs)
-    assert [vars(r) for r in got] == [vars(r) for r in engine_factory().generate(reqs, reuse_prefix=False)]
+    assert_same_generations(got, engine_factory().generate(reqs, reuse_prefix=False))

@@ -39,7 +39,8 @@ def test_coqa_exact_match_and_f1():
 def test_coqa_f1_empty_answers_follow_official_rule():
     # int(gold_toks == pred_toks) when either side has no tokens.
     assert coqa.f1("", "") == 1.0
-    assert coqa.f1("the", "!!!") == 1.0  # both normalize to nothing
+    assert coqa.f1("the", "!!!", guard=False) == 1.0  # both normalize to nothing
+    assert coqa.f1("the", "!!!") == 0.0  # guarded: a gold that normalisation erases is compared lower-cased
     assert coqa.f1("cat", "") == 0.0
     assert coqa.f1("", "cat") == 0.0
 

@@ -224,7 +224,8 @@ def test_the_paper_tasks_report_keeps_words_whole_and_says_what_each_panel_shows
     order = ["lambada", "lambada:preprocess=openai", "cbt_cn", "cbt_ne", "wikitext2", "wikitext2:streams=article",
              "ptb", "ptb:digits=1", "enwik8", "text8", "wikitext103", "wikitext103:streams=article", "1bw", "winograd",
              "coqa", "cnn_dailymail", "wmt14_fr_en", "wmt14_en_fr"]
-    assert list(dict.fromkeys(headline)) == order
+    # natural_questions: compared at small with the paper's derived 0.77 (4.1 / 5.3), its xl skipped
+    assert list(dict.fromkeys(headline)) == order + ["natural_questions"]
     sections = driver.execute_script("return [...document.querySelectorAll('h2[id^=task-]')].map(h => h.innerText)")
     assert sections == order + ["natural_questions", "triviaqa"]
     skipped = driver.execute_script("const h = [...document.querySelectorAll('h2')].find(h => h.innerText == "

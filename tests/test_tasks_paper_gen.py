@@ -38,7 +38,7 @@ def module_of(name):
 def test_results_carry_metrics_subset_labels_protocol_and_provenance(run):
     out, results = run
     tasks = results["tasks"]
-    assert set(tasks["natural_questions"]["metrics"]) == {"exact_match", "f1"}
+    assert set(tasks["natural_questions"]["metrics"]) == {"exact_match", "exact_match_top1pct", "f1"}
     # Offline the example pairs are taken from the data and left out of scoring: n_full says so.
     assert [tasks[t]["n_full"] for t in ("natural_questions", "wmt14_fr_en", "wmt14_en_fr")] == [3602, 2998, 2998]
     for name in ("wmt14_fr_en", "wmt14_en_fr"):
@@ -87,9 +87,11 @@ def test_score_reproduces_the_runs_numbers(run, tmp_path, capsys):
     assert main(["score", "--task", "natural_questions", "--gold", str(tmp_path / "gold.jsonl"), "--predictions",
                  str(out / "predictions" / "natural_questions.json"), "--output", str(tmp_path / "n")]) == 0
     scored = json.loads((tmp_path / "n" / "results.json").read_text())["tasks"]["natural_questions"]
-    assert scored["metrics"] == results["tasks"]["natural_questions"]["metrics"]
+    # exact_match_top1pct needs the model's probabilities, which a predictions file does not hold
+    run_metrics = results["tasks"]["natural_questions"]["metrics"]
+    assert scored["metrics"] == {m: run_metrics[m] for m in ("exact_match", "f1")}
     run_iv = results["tasks"]["natural_questions"]["intervals"]
-    assert set(scored["intervals"]) == set(run_iv) == {"exact_match", "f1"}
+    assert set(scored["intervals"]) == set(run_iv) - {"exact_match_top1pct"} == {"exact_match", "f1"}
     for m, iv in scored["intervals"].items():
         assert {k: iv[k] for k in ("stderr", "ci_low", "ci_high")} == pytest.approx(
             {k: run_iv[m][k] for k in ("stderr", "ci_low", "ci_high")}) and iv["method"] == run_iv[m]["method"]
@@ -110,8 +112,15 @@ def test_natural_questions_prompt_and_examples_never_scored():
 def test_natural_questions_from_hub_rows_uses_train_examples(monkeypatch):
     splits = {"validation": [{"question": f"dev question {i}", "answer": [f"a{i}"]} for i in range(3)],
               "train": [{"question": f"train question {i}", "answer": [f"t{i}", "x"]} for i in range(10)]}
-    monkeypatch.setattr(DataSource, "hub", lambda self, name, config, split, **k: splits[split])
+
+    def hub(self, name, config, split, **k):  # nq_open only: the original release cannot be loaded
+        if name != "google-research-datasets/nq_open":
+            raise DataError(f"cannot load {name} (offline)")
+        return splits[split]
+    monkeypatch.setattr(DataSource, "hub", hub)
     ds = select(["natural_questions"])[0].load(DataSource(None))
+    assert ds.source["golds_used"] == "nq_open" and "cannot load google-research-datasets/natural_questions" in \
+        ds.source["fallback"]
     assert ds.n_full == 3 and [e["question"] for e in ds.examples] == ["dev question 0", "dev question 1",
                                                                        "dev question 2"]
     assert ds.examples[0]["shots"].startswith("Q: train question 0\nA: t0\n") and "train question 8" not in \
@@ -232,7 +241,7 @@ def test_other_rows_pair_each_experiment_with_the_papers_number():
     rows = {(r["task"], r["metric"], r["size"]): r for r in other_rows(cells, refs)}
     assert rows["wmt14_fr_en", "bleu", "xl"]["paper"] == 11.5 and rows["wmt14_fr_en", "bleu", "xl"]["diff"] == -2.5
     assert rows["wmt14_fr_en", "bleu_first_sentence", "xl"]["ours"] == 8.0
-    assert rows["natural_questions", "exact_match", "small"]["paper"] is None  # the paper gives xl only
+    assert rows["natural_questions", "exact_match", "small"]["paper"] == 0.77  # derived: 4.1 / 5.3
     assert rows["natural_questions", "exact_match", "xl"]["paper"] == 4.1
     assert rows["winograd", "acc", "xl"]["paper"] == 70.7 and rows["winograd", "acc", "xl"]["ours"] is None
     assert rows["coqa", "f1", "xl"]["paper"] == 55.0 and rows["cnn_dailymail", "tldr_rouge_avg", "xl"]["paper"] == 21.4

@@ -23,14 +23,24 @@ def test_binomial_standard_error_by_hand_and_as_lm_eval_computes_it():
     se = math.sqrt(2.4 / 9 / 10)
     iv = u.interval(u.binomial(flags), 40.0)
     assert iv["stderr"] == pytest.approx(100 * se, rel=1e-12)
-    assert iv["ci_low"] == pytest.approx(40 - 1.959963984540054 * 100 * se)
-    assert iv["ci_high"] == pytest.approx(40 + 1.959963984540054 * 100 * se)
     assert iv["method"] == "binomial" and iv["n"] == 10 and "point_mismatch" not in iv
     from lm_eval.api.metrics import mean_stderr
     assert iv["stderr"] == pytest.approx(100 * mean_stderr(flags), rel=1e-12)
-    # clipped to [0, 100], and no spread at all when every answer is right
-    assert u.interval(u.binomial([1] * 5), 100.0)["ci_high"] == 100.0
-    assert u.interval(u.binomial([1] * 5), 100.0)["stderr"] == 0.0
+    # The interval is Wilson's, not 40 +- 1.96 stderr ([7.99, 72.01]): its bounds are the p' at which
+    # |0.4 - p'| = z sqrt(p'(1 - p') / n); by hand, centre (0.4 + z^2/20) / (1 + z^2/10) = 0.42775
+    # and half-width z / (1 + z^2/10) * sqrt(0.024 + z^2/400) = 0.25957.
+    z = 1.959963984540054
+    for bound in (iv["ci_low"] / 100, iv["ci_high"] / 100):
+        assert abs(0.4 - bound) == pytest.approx(z * math.sqrt(bound * (1 - bound) / 10), rel=1e-9)
+    assert (iv["ci_low"], iv["ci_high"]) == pytest.approx((16.818, 68.732), abs=1e-3)
+    assert "Wilson" in iv["formula"]
+    # At 0 or n of n the standard error is 0 (lm-eval's, kept for parity), the interval is not:
+    # 0 of 5 has the upper bound z^2 / (n + z^2) = 43.45%, 5 of 5 the lower bound 100 - 43.45.
+    none, every = u.interval(u.binomial([0] * 5), 0.0), u.interval(u.binomial([1] * 5), 100.0)
+    assert none["stderr"] == every["stderr"] == 0.0
+    assert none["ci_low"] == 0.0 and none["ci_high"] == pytest.approx(100 * z * z / (5 + z * z)) and none["ci_high"] > 43
+    assert every["ci_high"] == 100.0 and every["ci_low"] == pytest.approx(100 - none["ci_high"])
+    assert u.format_ci(none) == "[0.00, 43.45]"
     # a wrong point value is recorded, not hidden
     assert u.interval(u.binomial(flags), 41.0)["point_mismatch"] == pytest.approx(40.0)
 
@@ -147,7 +157,7 @@ def test_every_task_wires_its_intervals_and_cnn_dailymail_draws_k_samples(tiny_m
             assert iv["ci_low"] <= t["metrics"][metric] <= iv["ci_high"], (name, metric)
     assert one["ptb"]["intervals"]["ppl"]["unit"] == "line of the test file"
     assert {(d["a"], d["b"]) for d in one["ptb"]["paired"]} == {("ppl", "token_ppl"), ("ppl", "word_ppl")}
-    assert [(d["a"], d["b"]) for d in one["winograd"]["paired"]] == [("acc_partial", "acc_full")]  # one paper row
+    assert [(d["a"], d["b"]) for d in one["winograd"]["paired"]] == [("acc_partial", "acc_full")]  # Scored.pairs
     assert [(d["a"], d["b"]) for d in one["cbt_cn"]["paired"]] == [("acc", "acc_token_mean")]
     assert {(d["a"], d["b"]) for d in two["paired"]} >= {("tldr_rouge_avg", "no_hint_rouge_avg")}
     assert two["items_cached"] == 6 and two["items_computed"] == 6      # draw 0 of 3 articles x 2 prompts

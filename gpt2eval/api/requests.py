@@ -144,6 +144,10 @@ class GenerationResult:
     prompt_tokens: int = 0         # prompt length as fed to the model, after any truncation
     truncated_tokens: int = 0      # prompt tokens cut to fit the window (Generation.truncate)
     token_ids: list[int] = field(default_factory=list)  # the generated ids (end-of-text not among them)
+    # log p(each generated id | prompt and the ids before it), then of the end-of-text token where it
+    # ended decoding (stopped_by "eos"): the model's own distribution, before any suppressed words or
+    # temperature; exp(sum) is the probability of the whole generation
+    token_logprobs: list[float] = field(default_factory=list)
 
 
 Result = LoglikelihoodResult | RollingResult | GenerationResult

@@ -6,8 +6,14 @@ by one of the constructors below from per-example values. The runner turns each 
 
 - `binomial(flags)`: a 0/1 (or 0..1) value per example, the metric being their mean. The standard
   error is lm-evaluation-harness's `mean_stderr` (lm_eval/api/metrics.py): the sample standard
-  deviation (n - 1) over sqrt(n), so the two harnesses' numbers can be compared; the interval is
-  the normal one, mean +- 1.96 standard errors, clipped to [0, scale].
+  deviation (n - 1) over sqrt(n), so the two harnesses' numbers can be compared. The interval is
+  Wilson's score interval (`wilson`), not mean +- 1.96 standard errors: at 0 or n successes the
+  standard error is 0 and that normal interval would be [0, 0] (0 right of 5 is no proof that
+  nothing can be right), where Wilson's is [0, 43.4]; its coverage is close to 95% for small n and
+  for proportions near 0 or 1 (Brown, Cai & DasGupta 2001), and it needs no beta quantiles.
+  Clopper-Pearson would also be non-degenerate, but it is conservative (coverage above 95%, wider)
+  and is defined for whole counts only, where a task's per-example values may be fractions (CoQA's
+  leave-one-out EM); Wilson takes their mean as the proportion.
 - `mean(values)`: any per-example score (F1, ROUGE), the metric being the mean; bootstrapped.
 - `ratio(numerators, denominators, transform)`: a metric that is transform(sum num / sum den),
   such as perplexity exp(total NLL / total tokens) or bits per byte; the resampled unit (line,
@@ -149,6 +155,17 @@ def _lm_eval_stderr(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1) / math.sqrt(n))
 
 
+def wilson(p: float, n: int, z: float = Z) -> tuple[float, float]:
+    """Wilson's score interval for a proportion p observed on n examples, as fractions in [0, 1]:
+    the p' whose normal test statistic |p - p'| / sqrt(p'(1 - p') / n) is at most z."""
+    if n <= 0:
+        return 0.0, 1.0
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def _percentiles(reps: np.ndarray) -> tuple[float, float]:
     reps = reps[np.isfinite(reps)]
     lo, hi = np.percentile(reps, [50 * (1 - LEVEL), 50 * (1 + LEVEL)])
@@ -164,10 +181,11 @@ def interval(spread: Spread, value: float, seed: int = SEED, reps: np.ndarray | 
     check = spread.value()
     if not math.isclose(check, value, rel_tol=1e-6, abs_tol=1e-9):
         base["point_mismatch"] = check  # a wiring mistake in the task: visible, not fatal
-    if spread.method == "binomial":
+    if spread.method == "binomial":  # stderr for parity with lm-eval; the interval Wilson's (never [0, 0])
         se = spread.scale * _lm_eval_stderr(spread.columns[:, 0])
-        lo, hi = max(0.0, value - Z * se), min(spread.scale, value + Z * se)
-        return {"stderr": se, "ci_low": lo, "ci_high": hi, **base, "formula": "lm-eval mean_stderr, normal"}
+        lo, hi = wilson(check / spread.scale, spread.n)
+        return {"stderr": se, "ci_low": spread.scale * lo, "ci_high": spread.scale * hi, **base,
+                "formula": "Wilson score interval; stderr: lm-eval mean_stderr"}
     reps = replicates(spread, seed) if reps is None else reps
     lo, hi = _percentiles(reps)
     return {"stderr": float(np.std(reps[np.isfinite(reps)], ddof=1)), "ci_low": lo, "ci_high": hi, **base,
@@ -177,8 +195,9 @@ def interval(spread: Spread, value: float, seed: int = SEED, reps: np.ndarray | 
 def paired(a: Spread, b: Spread, value_a: float, value_b: float, seed: int = SEED,
            reps: dict | None = None) -> dict | None:
     """The difference a - b of two metrics on the same examples, with its interval: analytic when
-    both are binomial (lm-eval's mean_stderr of the per-example differences), else the paired
-    bootstrap (both statistics on the same resamples). None when the units differ."""
+    both are binomial (lm-eval's mean_stderr of the per-example differences, +- 1.96 of it: the
+    differences are -1, 0 or 1, not a proportion, so Wilson's interval does not apply), else the
+    paired bootstrap (both statistics on the same resamples). None when the units differ."""
     if a.n != b.n or a.unit != b.unit:
         return None
     diff = value_a - value_b

@@ -4,7 +4,8 @@ generation task.
 The metrics are computed by the same functions, in the same order, as the tasks, so scoring a
 run's predictions file against the run's gold data gives the run's numbers exactly, and
 predictions of any other system are scored identically. Formats: CoQA and TriviaQA, the official
-ones; Natural Questions, the NQ-open JSONL and a JSON object from question to answer; WMT-14,
+ones; Natural Questions, the original release's development file (`nq-dev-*.jsonl.gz`, or the
+same lines uncompressed) or the NQ-open JSONL, and a JSON object from question to answer; WMT-14,
 plain text, one segment per line (sacrebleu's convention); CNN/Daily Mail, a JSONL of articles
 (`id` and `reference`, `reference_tokenized` or `highlights`) and a JSON object from id to summary.
 
@@ -24,7 +25,7 @@ from ..api import uncertainty
 from ..api.data import read_json, read_jsonl, read_text, sha256_of
 from ..errors import DataError, UserError
 from ..io import write_json
-from ..metrics import coqa, squad, triviaqa
+from ..metrics import coqa, nq_golds, squad, triviaqa
 from ..metrics.bleu import bleu_spread, corpus_bleu
 from ..api.uncertainty import binomial, mean
 
@@ -101,7 +102,11 @@ def _answers_by_key(pred_path: Path, what: str) -> dict:
 
 
 def score_natural_questions(gold_path: Path, pred_path: Path) -> tuple[dict, dict, dict]:
-    gold = squad.read_nq_open(gold_path)  # as the natural_questions task reads it
+    # Either gold set, read as the natural_questions task reads it (the original release: every
+    # annotator's short answers and yes/no answers, questions without either left out).
+    gold, gold_format = nq_golds.read_gold_file(gold_path)
+    if not gold:
+        raise DataError(f"{gold_path}: no question with a gold answer in the file")
     preds = _answers_by_key(pred_path, "question text")
     found = [q for q in gold if q["question"] in preds]
     per = [(squad.best_exact_match(preds[q["question"]], q["answers"]),
@@ -110,7 +115,7 @@ def score_natural_questions(gold_path: Path, pred_path: Path) -> tuple[dict, dic
     spread = {"exact_match": binomial([e for e, _ in per], unit="question"),
               "f1": mean([100 * f for _, f in per], unit="question")}
     return ({"exact_match": 100 * em / len(gold), "f1": 100 * f1 / len(gold)},
-            {"n_gold": len(gold), "n_missing": len(gold) - len(found)}, spread)
+            {"n_gold": len(gold), "n_missing": len(gold) - len(found), "gold_format": gold_format}, spread)
 
 
 def read_lines(path: Path) -> list[str]:
@@ -152,8 +157,9 @@ SCORERS = {"coqa": score_coqa, "triviaqa": score_triviaqa, "natural_questions": 
 def add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, choices=sorted(SCORERS), help="which task's metrics")
     p.add_argument("--gold", required=True, help="gold file: the CoQA dev JSON; a TriviaQA JSON ({'Data': [...]}) "
-                   "or llm-foundry JSONL; the NQ-open JSONL; WMT-14 references, plain text, one per line; CNN/DM "
-                   "articles as JSONL with id and reference")
+                   "or llm-foundry JSONL; an original NQ dev file (nq-dev-*.jsonl.gz, or uncompressed) or the "
+                   "NQ-open JSONL; WMT-14 references, plain text, one per line; CNN/DM articles as JSONL with id "
+                   "and reference")
     p.add_argument("--predictions", required=True, help="predictions (what a run writes to predictions/<task>.*): "
                    "CoQA's and TriviaQA's official formats; for natural_questions a JSON object question -> answer; "
                    "for WMT-14 plain text, one translation per line; for cnn_dailymail a JSON object id -> summary")

@@ -94,7 +94,9 @@ def _shared_cache(model, eot: int, counts: EngineStats, shared: list[tuple[int, 
 
 class Chooser:
     """The next token of every row at once: suppressed words masked as one [rows, vocab] tensor,
-    one argmax for the greedy rows, one top-k for the sampled ones, one copy to the host.
+    one argmax for the greedy rows, one top-k for the sampled ones, one copy to the host. With each
+    token comes the model's log-probability of it: the log-softmax of the logits it was chosen
+    from, before any suppression or temperature (GenerationResult.token_logprobs).
 
     A sampled row draws one uniform number per step from its own generator, seeded by (run seed,
     seed_key), and takes the first of its top-k tokens whose cumulative probability exceeds it:
@@ -122,8 +124,8 @@ class Chooser:
             self.sampled_rows = torch.tensor(self.sampled).to(device)
             self.greedy_rows = torch.tensor([g is None for g in self.gens]).to(device)
 
-    def __call__(self, logits: torch.Tensor, active: list[bool]) -> list[int]:
-        logits = logits.float()
+    def __call__(self, logits: torch.Tensor, active: list[bool]) -> tuple[list[int], list[float]]:
+        logits = raw = logits.float()
         if self.ban is not None:
             logits = logits.masked_fill(self.ban[:logits.shape[0]], float("-inf"))
         pick = logits.argmax(dim=-1)
@@ -135,7 +137,9 @@ class Chooser:
             at = (probs.cumsum(-1) < u[:, None]).sum(-1).clamp(max=self.k_max - 1)
             sampled = top.indices.gather(1, at[:, None]).squeeze(1)
             pick = pick.index_put((self.sampled_rows,), sampled)
-        return pick.cpu().tolist()  # the step's one device-to-host copy
+        logprob = torch.log_softmax(raw, dim=-1).gather(1, pick[:, None]).squeeze(1)
+        ids, logprobs = torch.stack([pick.double(), logprob.double()]).cpu().tolist()  # the one copy (ids exact)
+        return [int(i) for i in ids], logprobs
 
 
 class Generated(NamedTuple):
@@ -172,20 +176,22 @@ def generate_batch(model, tokenizer, reqs: list[Generation], ctxs: list[list[int
     else:
         logits, step, positions_run = _transformers_start(model, ctxs, rests, n_shared, seeds, eot, counts, memo)
     choose = Chooser(reqs, tok, seed, suppress_memo, logits.shape[-1], device)
-    new = [[] for _ in reqs]
+    new, logprobs = [[] for _ in reqs], [[] for _ in reqs]
     results: list[dict | None] = [None] * len(reqs)
     n_decoded = 0
     for _ in range(steps):
-        nxt = choose(logits, [res is None for res in results])
+        nxt, nxt_logprobs = choose(logits, [res is None for res in results])
         for b, r in enumerate(reqs):
             if results[b] is not None:
                 nxt[b] = eot
                 continue
             if nxt[b] == eot:
-                results[b] = decoded(new[b], "eos")
+                results[b] = decoded(new[b], "eos", logprobs[b] + [nxt_logprobs[b]])  # the end's own too
                 continue
             new[b].append(nxt[b])
-            results[b] = _check_stop(tok, new[b], r)
+            logprobs[b].append(nxt_logprobs[b])
+            ended = _check_stop(tok, new[b], r)
+            results[b] = decoded(new[b], ended, logprobs[b]) if ended else None
         if all(res is not None for res in results):
             break
         active = [res is None for res in results]
@@ -196,7 +202,7 @@ def generate_batch(model, tokenizer, reqs: list[Generation], ctxs: list[list[int
     counts.prefill_tokens += sum(len(c) for c in rests)
     counts.decode_tokens += n_decoded  # what the answers needed
     counts.decode_forwarded += positions_run()  # what was computed
-    return Generated([res or decoded(new[b], "length") for b, res in enumerate(results)], counts)
+    return Generated([res or decoded(new[b], "length", logprobs[b]) for b, res in enumerate(results)], counts)
 
 
 def _fused_start(model, ctxs: list[list[int]], seeds: list | None, eot: int, steps: int):
@@ -270,23 +276,24 @@ def first_word_complete(text: str) -> bool:
     return _COMPLETE_WORD.search(text) is not None
 
 
-def _check_stop(tok, new_ids: list[int], req: Generation) -> dict | None:
-    """Whether to stop decoding this row now: a stop string appeared, the first word is complete
-    (stop_after_word), or the budget is spent."""
+def _check_stop(tok, new_ids: list[int], req: Generation) -> str | None:
+    """Why to stop decoding this row now, if it is to stop: "stop", a stop string appeared or the
+    first word is complete (stop_after_word); "length", the budget is spent."""
     if req.stop or req.stop_after_word:
         text = tok.decode(new_ids)
         if any(s in text for s in req.stop) or (req.stop_after_word and first_word_complete(text)):
-            return decoded(new_ids, "stop")
+            return "stop"
     if len(new_ids) >= req.max_new_tokens:
-        return decoded(new_ids, "length")
+        return "length"
     return None
 
 
-def decoded(new_ids: list[int], ended: str) -> dict:
+def decoded(new_ids: list[int], ended: str, token_logprobs: list[float]) -> dict:
     """A row's answer as the cache keeps it: the generated token ids (the end-of-text token not
-    among them) and why decoding ended ("eos", "stop" or "length"). Text is never cached, so a
+    among them), the model's log-probability of each (Chooser), then of the end-of-text token where
+    it ended the row, and why decoding ended ("eos", "stop" or "length"). Text is never cached, so a
     change to how it is cut never serves an old cut."""
-    return {"token_ids": list(new_ids), "ended": ended}
+    return {"token_ids": list(new_ids), "token_logprobs": list(token_logprobs), "ended": ended}
 
 
 def finish(tok, answer: dict, req: Generation) -> GenerationResult:
@@ -295,4 +302,5 @@ def finish(tok, answer: dict, req: Generation) -> GenerationResult:
     raw = tok.decode(new_ids)
     cut = min([raw.index(s) for s in req.stop if s in raw], default=len(raw))
     return GenerationResult(text=raw[:cut], raw_text=raw, n_tokens=len(new_ids),
-                            stopped_by="stop" if cut < len(raw) else answer["ended"], token_ids=list(new_ids))
+                            stopped_by="stop" if cut < len(raw) else answer["ended"], token_ids=list(new_ids),
+                            token_logprobs=list(answer["token_logprobs"]))

@@ -8,37 +8,42 @@ commonly used on reading comprehension datasets like SQuAD", Section 3.8).
 * A question's score is the maximum over its gold answers (``metric_max_over_ground_truths``).
 * F1 is the token-multiset F1 of the normalised strings, 0 when nothing is shared (the SQuAD
   script has no special case for empty answers, unlike CoQA's).
+* One departure, on by default (``guard=False`` restores the script): a gold answer that
+  normalisation erases ("A+", "---", ")", "*": four NQ-open dev golds) is compared only
+  lower-cased (:func:`gpt2eval.metrics.guarded`), so "A" no longer matches "A+".
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from . import token_f1
+from . import guarded, token_f1
 from .coqa import normalize_answer
 
 __all__ = ["normalize_answer", "exact_match", "f1", "best_exact_match", "best_f1", "read_nq_open"]
 
 
-def exact_match(prediction: str, ground_truth: str) -> bool:
-    return normalize_answer(prediction) == normalize_answer(ground_truth)
+def exact_match(prediction: str, ground_truth: str, guard: bool = True) -> bool:
+    pred, gold = guarded(normalize_answer, prediction, ground_truth, guard)
+    return pred == gold
 
 
-def f1(prediction: str, ground_truth: str) -> float:
-    return token_f1(normalize_answer(prediction).split(), normalize_answer(ground_truth).split())
+def f1(prediction: str, ground_truth: str, guard: bool = True) -> float:
+    pred, gold = guarded(normalize_answer, prediction, ground_truth, guard)
+    return token_f1(pred.split(), gold.split())
 
 
-def best_exact_match(prediction: str, golds: list[str]) -> float:
+def best_exact_match(prediction: str, golds: list[str], guard: bool = True) -> float:
     """1.0 if the prediction matches any gold answer after normalisation, else 0.0."""
     if not golds:
         raise ValueError("a question needs at least one gold answer")
-    return float(max(exact_match(prediction, g) for g in golds))
+    return float(max(exact_match(prediction, g, guard) for g in golds))
 
 
-def best_f1(prediction: str, golds: list[str]) -> float:
+def best_f1(prediction: str, golds: list[str], guard: bool = True) -> float:
     if not golds:
         raise ValueError("a question needs at least one gold answer")
-    return max(f1(prediction, g) for g in golds)
+    return max(f1(prediction, g, guard) for g in golds)
 
 
 def read_nq_open(path) -> list[dict]:

@@ -17,6 +17,13 @@ Behaviours kept from the official script (mandarjoshi90/triviaqa):
   prediction scores 0 but still counts.  Predictions for unknown ids are ignored.
 * If the file says ``VerifiedEval`` is true, only questions with
   ``QuestionPartOfVerifiedEval`` are kept, as the official reader does.
+
+One departure, on by default (``guard=False`` restores the script): an alias
+that normalization erases ("'A", "(a", ".a", "+-*/": five questions of the
+unfiltered validation set) is compared only lower-cased
+(:func:`gpt2eval.metrics.guarded`), so "a" or "the" no longer matches it; in
+the official JSON, whose ``NormalizedAliases`` are already normalized, such an
+alias is "" and is left out (:func:`gold_aliases`).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from __future__ import annotations
 import re
 import string
 
-from . import token_f1
+from . import guarded, token_f1
 
 _PUNCTUATION = frozenset(string.punctuation + "\u2018\u2019\u00b4`")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -38,36 +45,39 @@ def normalize_answer(s: str) -> str:
     return " ".join(text.split())
 
 
-def exact_match(prediction: str, ground_truth: str) -> bool:
+def exact_match(prediction: str, ground_truth: str, guard: bool = True) -> bool:
     """True when both strings normalize to the same text."""
-    return normalize_answer(prediction) == normalize_answer(ground_truth)
+    pred, gold = guarded(normalize_answer, prediction, ground_truth, guard)
+    return pred == gold
 
 
-def f1(prediction: str, ground_truth: str) -> float:
+def f1(prediction: str, ground_truth: str, guard: bool = True) -> float:
     """Token-multiset F1 of the normalized strings; 0 when nothing is shared."""
-    pred_toks = normalize_answer(prediction).split()
-    gold_toks = normalize_answer(ground_truth).split()
-    return token_f1(pred_toks, gold_toks)
+    pred, gold = guarded(normalize_answer, prediction, ground_truth, guard)
+    return token_f1(pred.split(), gold.split())
 
 
-def best_exact_match(prediction: str, aliases: list[str]) -> float:
+def best_exact_match(prediction: str, aliases: list[str], guard: bool = True) -> float:
     """Max EM over the aliases (1.0 or 0.0)."""
     if not aliases:
         raise ValueError("a TriviaQA question needs at least one gold alias")
-    return float(max(exact_match(prediction, a) for a in aliases))
+    return float(max(exact_match(prediction, a, guard) for a in aliases))
 
 
-def best_f1(prediction: str, aliases: list[str]) -> float:
+def best_f1(prediction: str, aliases: list[str], guard: bool = True) -> float:
     """Max F1 over the aliases."""
     if not aliases:
         raise ValueError("a TriviaQA question needs at least one gold alias")
-    return max(f1(prediction, a) for a in aliases)
+    return max(f1(prediction, a, guard) for a in aliases)
 
 
-def gold_aliases(answer: dict) -> list[str]:
-    """The official ground-truth list for one ``Answer`` object."""
+def gold_aliases(answer: dict, guard: bool = True) -> list[str]:
+    """The official ground-truth list for one ``Answer`` object. Guarded, an alias already
+    normalized to "" is left out: its text is lost, so the guard cannot compare it lower-cased,
+    and kept it would equal every answer that normalizes to "" ("a", "the")."""
     human = [normalize_answer(a) for a in answer.get("HumanAnswers", [])]
-    return list(answer["NormalizedAliases"]) + human
+    golds = list(answer["NormalizedAliases"]) + human
+    return [g for g in golds if g.strip()] if guard else golds
 
 
 def load_official_json(obj: dict) -> dict:
