@@ -51,6 +51,11 @@ def test_wmt_score_is_sacrebleus_corpus_bleu(tmp_path, capsys, task, sgm):
     assert result["extra"]["n_segments"] == 60
     assert result["extra"]["bleu_signature"] == str(bleu.get_signature())
     assert f"{task} bleu: {expected.score:.4f}" in capsys.readouterr().out
+    from gpt2eval.metrics.bleu import multibleu  # the task's own multi-bleu, in the target language
+    moses, signature = multibleu(hyps, refs, task[-2:])
+    assert result["metrics"]["bleu_multibleu"] == moses != expected.score
+    assert result["extra"]["bleu_multibleu_signature"] == signature and "intervals" in result
+    assert result["intervals"]["bleu_multibleu"]["ci_low"] <= moses <= result["intervals"]["bleu_multibleu"]["ci_high"]
 
 
 def test_wmt_line_count_mismatch_is_one_clear_error(tmp_path, capsys):

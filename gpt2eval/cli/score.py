@@ -17,6 +17,7 @@ as a 0 in the spread, as it does in the metric.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from ..api.data import read_json, read_jsonl, read_text, sha256_of
 from ..errors import DataError, UserError
 from ..io import write_json
 from ..metrics import coqa, nq_golds, squad, triviaqa
-from ..metrics.bleu import bleu_spread, corpus_bleu
+from ..metrics.bleu import bleu_spread, corpus_bleu, multibleu, multibleu_spread
 from ..api.uncertainty import binomial, mean
 
 
@@ -124,13 +125,18 @@ def read_lines(path: Path) -> list[str]:
     return lines[:-1] if lines[-1] == "" else lines
 
 
-def score_translation(gold_path: Path, pred_path: Path) -> tuple[dict, dict, dict]:
+def score_translation(gold_path: Path, pred_path: Path, target: str) -> tuple[dict, dict, dict]:
+    """sacrebleu's corpus BLEU with its defaults, and multi-bleu.perl's on Moses-tokenized text in the
+    `target` language, as the wmt14 tasks report them."""
     refs, hyps = read_lines(gold_path), read_lines(pred_path)
     if len(refs) != len(hyps):
         raise DataError(f"{pred_path} has {len(hyps)} lines but {gold_path} has {len(refs)}; give one translation "
                         "per reference segment, one segment per line, in the same order")
     bleu, signature = corpus_bleu(hyps, refs)
-    return {"bleu": bleu}, {"n_segments": len(refs), "bleu_signature": signature}, {"bleu": bleu_spread(hyps, refs)}
+    moses, moses_signature = multibleu(hyps, refs, target)
+    return ({"bleu": bleu, "bleu_multibleu": moses},
+            {"n_segments": len(refs), "bleu_signature": signature, "bleu_multibleu_signature": moses_signature},
+            {"bleu": bleu_spread(hyps, refs), "bleu_multibleu": multibleu_spread(hyps, refs, target)})
 
 
 def score_summaries(gold_path: Path, pred_path: Path) -> tuple[dict, dict, dict]:
@@ -151,7 +157,8 @@ def score_summaries(gold_path: Path, pred_path: Path) -> tuple[dict, dict, dict]
 
 
 SCORERS = {"coqa": score_coqa, "triviaqa": score_triviaqa, "natural_questions": score_natural_questions,
-           "wmt14_fr_en": score_translation, "wmt14_en_fr": score_translation, "cnn_dailymail": score_summaries}
+           "wmt14_fr_en": partial(score_translation, target="en"), "wmt14_en_fr": partial(score_translation, target="fr"),
+           "cnn_dailymail": score_summaries}
 
 
 def add_score_arguments(p: argparse.ArgumentParser) -> None:
