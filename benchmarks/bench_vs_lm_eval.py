@@ -125,7 +125,7 @@ def model_shape(model_dir: str) -> tuple[int, int]:
 
 
 def count_workload(requests, tokenizer, shape: tuple[int, int]) -> dict:
-    from gpt2eval.cli.plan import count_work
+    from gpt2eval.cli.costs import count_work
 
     class Fixed:
         name = key = "bench"

@@ -174,7 +174,7 @@ def project(sizes: list[dict], args) -> list[dict]:
     """Hours of the full reproduction per size, from plan mode's counts and the measured rates."""
     from gpt2eval.api.data import DataSource
     from gpt2eval.models.load import load_tokenizer
-    from gpt2eval.cli.plan import count_work, decode_reads
+    from gpt2eval.cli.costs import count_work, decode_reads
     from gpt2eval.api.plugins import discover
     tokenizer = load_tokenizer(args.tokenizer)
     data, work = DataSource(args.data_dir), []

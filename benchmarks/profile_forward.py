@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     from gpt2eval.engine.forward import score_batch
     from gpt2eval.models.load import load, make_random_model
     from bench_vs_lm_eval import measure_peaks
-    from gpt2eval.cli.plan import causal_pairs, forward_flops
+    from gpt2eval.cli.costs import causal_pairs, forward_flops
     if not (Path(args.model_dir) / "config.json").exists():
         make_random_model(args.model_dir, args.tokenizer, size="small", seed=0)
     lm = load(args.model_dir, device="cpu", dtype=args.dtype)

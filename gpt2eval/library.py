@@ -62,7 +62,8 @@ def evaluate(model, tasks, *, tokenizer=None, data_dir=None, limit=None, batch_s
 def plan(model, tasks, *, tokenizer=None, data_dir=None, limit=None, peak_tflops=None, measure_peak=False,
          dtype="float32") -> dict:
     from .api.data import DataSource
-    from .cli.plan import H100_BF16_TFLOPS, make_plan, measure_matmul_peak
+    from .cli.costs import H100_BF16_TFLOPS
+    from .cli.plan import make_plan, measure_matmul_peak
     from .models.formats import detect_format
     from .models.live import object_shape, unwrap
     from .models.load import named_tokenizer, shape_of

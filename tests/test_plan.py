@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from gpt2eval.cli.plan import (causal_pairs, count_work, non_embedding_params, total_params)
+from gpt2eval.cli.costs import causal_pairs, count_work, non_embedding_params, total_params
 from gpt2eval.api.requests import Generation, Loglikelihood, RollingLoglikelihood
 from gpt2eval.api.task import Task
 
@@ -147,7 +147,8 @@ def test_shared_contexts_counted_as_the_engine_forwards_them(engine_factory, tok
 
 
 def test_decode_steps_are_memory_bound_in_the_lower_bound(tokenizer):
-    from gpt2eval.cli.plan import Plan, decode_reads
+    from gpt2eval.cli.costs import decode_reads
+    from gpt2eval.cli.plan import Plan
     assert decode_reads([(10, 5), (8, 5), (3, 2)], budget=30) == (4 + 1, 2 * (11 + 12 + 13 + 14) + 4)
     w = count_work(Fixed([Generation(HELLO, max_new_tokens=100)]), [None], tokenizer)
     (row,) = Plan(["xl"], {"peak": 989.0}, [w]).rows()
