@@ -24,7 +24,7 @@ from gpt2eval.protocols.download import Remote, cache_dir, extract_member, md5_c
 from gpt2eval.errors import DataError
 from gpt2eval.api.requests import RollingLoglikelihood
 from gpt2eval.api.task import Metric, Scored, Task
-from gpt2eval.api.uncertainty import ratio
+from gpt2eval.api.uncertainty import ratio, safe_exp
 
 SHARD = "1bw/news.en.heldout-00000-of-00050"
 MEMBER = ("1-billion-word-language-modeling-benchmark-r13output/heldout-monolingual.tokenized.shuffled/"
@@ -76,6 +76,6 @@ class OneBillionWord(Task):
         total, gpt2 = sum(nll), sum(r.n_tokens for r in results)
         spread = {"ppl": ratio(nll, orig, math.exp, unit="sentence"),  # intervals: sentences resampled
                   "token_ppl": ratio(nll, [r.n_tokens for r in results], math.exp, unit="sentence")}
-        return Scored({"ppl": math.exp(total / sum(orig)), "token_ppl": math.exp(total / gpt2)}, samples,
+        return Scored({"ppl": safe_exp(total / sum(orig)), "token_ppl": safe_exp(total / gpt2)}, samples,
                       extra={"original_tokens": sum(orig), "gpt2_tokens": gpt2, "total_nll": total},
                       spread=spread, pairs=[("ppl", "token_ppl")])
