@@ -30,8 +30,9 @@ from .io import check_output
 from .models.sizes import SIZES
 from .reporting.report import DEFAULT_NAMES
 
-RUN_ENTRIES = ("results.json", "comparison.csv", "samples", "predictions")  # what one model's run writes
-FOLDERS = ("samples", "predictions")
+# What one model's run writes in its folder; a task's other files are listed in results.json ("files").
+RUN_ENTRIES = ("results.json", "comparison.csv", "samples", "predictions", "references")
+FOLDERS = ("samples", "predictions", "references")
 IDENTITY = ("models", "tasks", "limit", "seed", "samples", "dtype", "tokenizer", "reference_size")
 
 
@@ -83,7 +84,7 @@ def check(cfg, overwrite: bool = False) -> Earlier:
             old = _read(out / "results.json")
             if (old or {}).get("settings", {}).get("identity") == mine:
                 earlier.results[out] = old
-                earlier.remove += _existing(out, RUN_ENTRIES)
+                _remove_run(out, old, earlier)
             else:
                 _refuse_or_remove(where, out, old, overwrite, earlier)
         elif left := _existing(out, RUN_ENTRIES):  # files without a results.json: a run killed early
@@ -103,7 +104,7 @@ def clear(earlier: Earlier) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-    for folder in earlier.emptied:  # an earlier run's subfolder, now empty unless it held other files
+    for folder in sorted(set(earlier.emptied), key=lambda p: -len(p.parts)):  # deepest first; kept if not empty
         try:
             folder.rmdir()
         except OSError:
@@ -150,4 +151,15 @@ def _refuse_or_remove(where: str, folder: Path, old: dict | None, overwrite: boo
     if not overwrite:
         raise UserError(f"{where}: {folder} holds another run's results ({_describe(old)}), which would mix with "
                         "this run's; choose another --output, or add --overwrite to remove that run's files first")
+    _remove_run(folder, old, earlier)
+
+
+def _remove_run(folder: Path, old: dict | None, earlier: Earlier) -> None:
+    """The run's own entries, and every other file its results.json lists (a plugin's `files`)."""
     earlier.remove += _existing(folder, RUN_ENTRIES)
+    for task in ((old or {}).get("tasks") or {}).values():
+        for rel in (task.get("files") or []) if isinstance(task, dict) else []:
+            path = folder / rel
+            if not Path(rel).is_absolute() and ".." not in Path(rel).parts and path.is_file():
+                earlier.remove.append(path)
+                earlier.emptied += [p for p in path.parents if p != folder and folder in p.parents]

@@ -287,6 +287,7 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
     plugin = {"source": plugin_source(task), **({"replaces": task.replaces} if getattr(task, "replaces", None) else {})}
     return {"metrics": metrics, **({"non_finite": non_finite} if non_finite else {}),
             "intervals": spread.intervals, "paired": spread.paired, "plugin": plugin,
+            "files": [f"samples/{task.file_stem}.jsonl", *scored.files],  # what a later run here removes first
             "metric_info": {m: {"reference": i.reference, "variant": i.variant, "higher_is_better": i.higher_is_better}
                             for m, i in task.metrics.items()},
             "n_examples": len(examples), "n_full": ds.n_full, "subset": subset,

@@ -209,6 +209,41 @@ def test_a_reused_output_folder_never_mixes_two_runs(tiny, tmp_path, capsys):
     assert files_under(out) == {"results.json", "comparison.csv", "samples", "samples/ptb.jsonl"}
 
 
+FILES_PLUGIN = textwrap.dedent('''
+    from gpt2eval.api.data import Dataset
+    from gpt2eval.api.requests import Loglikelihood
+    from gpt2eval.api.task import Metric, Scored, Task
+
+
+    class Writes(Task):
+        name = "writes"
+        metrics = {"acc": Metric(None, "toy")}
+
+        def load(self, data):
+            return Dataset(["x"], n_full=1, source={"kind": "inline"})
+
+        def requests(self, examples):
+            return {"w": [Loglikelihood("The word is", " x")]}
+
+        def score(self, examples, answers):
+            return Scored({"acc": 100.0}, [{"ok": True}], files={"extra/deep/out.txt": "x\\n"})
+''')
+
+
+def test_a_plugins_own_files_are_listed_and_go_with_its_run(tiny, tmp_path, capsys):
+    plugins, out = tmp_path / "plugins", tmp_path / "o"
+    plugins.mkdir()
+    (plugins / "writes.py").write_text(FILES_PLUGIN)
+    (out / "extra").mkdir(parents=True)
+    (out / "extra" / "mine.txt").write_text("not gpt2eval's")
+    assert main(tiny + ["--tasks", "writes", "--include-path", str(plugins), "--output", str(out), "--no-cache"]) == 0
+    assert strict_json(out / "results.json")["tasks"]["writes"]["files"] == ["samples/writes.jsonl",
+                                                                             "extra/deep/out.txt"]
+    assert main(tiny + ["--tasks", "ptb", "--limit", "1", "--output", str(out), "--no-cache", "--overwrite"]) == 0
+    assert files_under(out) == {"results.json", "comparison.csv", "samples", "samples/ptb.jsonl", "extra",
+                                "extra/mine.txt"}  # the plugin's file and its emptied folder went, nothing else
+
+
 def test_the_same_command_again_resumes_and_says_what_the_cache_gave(tiny, tmp_path, capsys):
     out = tmp_path / "o"
     argv = tiny + ["--tasks", "lambada", "--limit", "3", "--output", str(out)]

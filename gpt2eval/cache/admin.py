@@ -50,6 +50,7 @@ def run(args) -> int:
     if args.older_than is not None and args.older_than < 0:
         raise UserError(f"--older-than must be a number of days >= 0, got {args.older_than}")
     code = code_digest()
+    before = file_size(path)
     with ResultCache(path) as cache:
         entries = cache.summary()
         if args.action == "show":
@@ -58,9 +59,10 @@ def run(args) -> int:
         models = None if args.model is None else match_models(entries, args.model, path)
         older = None if args.older_than is None else time.time() - args.older_than * DAY_S
         rows, size = cache.prune(models=models, older_than=older, other_code=code if args.other_code else None)
-        freed = vacuum(cache)  # also the pages an earlier prune could not give back
+        vacuum(cache)  # also the pages an earlier prune could not give back
+    after = file_size(path)
     print(f"removed {rows} entries ({human_bytes(size)} of answers) from {path}; the file shrank by "
-          f"{human_bytes(freed)} to {human_bytes(file_size(path))}")
+          f"{human_bytes(max(0, before - after))}, from {human_bytes(before)} to {human_bytes(after)}")
     return 0
 
 

@@ -28,11 +28,10 @@ def file_size(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
-def vacuum(cache) -> int:
+def vacuum(cache) -> None:
     """Give the pages of deleted rows back to the file system: VACUUM (when the file has free
-    pages), then fold the write-ahead log into the file. Returns the bytes the file (with its log)
-    lost. Another run holding the cache open may keep the log from shrinking until it closes."""
-    before = file_size(cache.path)
+    pages), then fold the write-ahead log into the file. Another run holding the cache open may
+    keep the log from shrinking until it closes."""
     c = cache.conn
     try:
         if c.execute("PRAGMA freelist_count").fetchone()[0]:
@@ -43,4 +42,3 @@ def vacuum(cache) -> int:
             raise UserError(f"{full_message(cache.path, 'compacting')} (the entries are removed; the space "
                             "comes back once the cache can be compacted, by the next `cache prune`)") from None
         raise
-    return max(0, before - file_size(cache.path))
