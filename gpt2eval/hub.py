@@ -2,13 +2,15 @@
 
 Without a network, huggingface_hub retries each request five times with back-off: about 25 s and
 ten "Retrying in 8s" lines per file before the one line that matters. So before the first hub
-call of a process, `unreachable()` opens one TCP connection to the hub's host (or to the HTTPS
-proxy, where one is configured) with a short timeout, and keeps the answer. When the hub cannot
-be reached, the hub libraries (huggingface_hub, datasets, transformers) are switched to their
-offline mode for the rest of the process: what the local hub cache holds is still used, nothing
-else is tried, and the caller says so in one line, with the cause. An offline variable the user
-has set (HF_HUB_OFFLINE, ...) counts as unreachable without a probe. No message built from here
-asks the user to set a variable, since none is needed: the probe does its job.
+call of a process, `unreachable()` sends one HEAD request to the hub's address (through the proxy
+the environment names, as the hub libraries would) with a short timeout, and keeps the answer. An
+HTTPS answer with a valid certificate proves the hub itself answers (a bare TCP connection does
+not: a sandbox or a captive portal may accept any connection). When the hub cannot be reached, the
+hub libraries (huggingface_hub, datasets, transformers) are switched to their offline mode for the
+rest of the process: what the local hub cache holds is still used, nothing else is tried, and the
+caller says so in one line, with the cause. An offline variable the user has set (HF_HUB_OFFLINE,
+...) counts as unreachable without a probe. No message built from here asks the user to set a
+variable, since none is needed: the probe does its job.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import os
 import socket
 import sys
 import threading
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -34,39 +37,30 @@ def offline_variables() -> list[str]:
     return [v for v in OFFLINE_VARIABLES if os.environ.get(v, "").strip().lower() in TRUE]
 
 
-def probe_target(url: str) -> tuple[str, int, str]:
-    """(host, port, what) the probe connects to: the endpoint itself, or the proxy that would carry it."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or "huggingface.co"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(host):
-        p = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        if p.hostname:
-            return p.hostname, p.port or 8080, f"the proxy {p.hostname}:{p.port or 8080} for {host}"
-    return host, port, host
-
-
 def probe(url: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """None when a TCP connection to the hub (or its proxy) opens within `timeout`; else why not, in
-    a few words. Name resolution runs in a thread, so a hanging resolver costs `timeout` too."""
-    host, port, what = probe_target(url or endpoint())
+    """None when the hub (its HTTP(S) server) answers a HEAD request within `timeout`; else why not,
+    in a few words. It runs in a thread, so that a hanging name resolver costs `timeout` too."""
+    url = url or endpoint()
+    host = urllib.parse.urlsplit(url).netloc or url
     result: list[str | None] = []
 
-    def connect():
+    def ask():
         try:
-            socket.create_connection((host, port), timeout=timeout).close()
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
             result.append(None)
-        except socket.gaierror as e:
-            result.append(f"{what}: {(e.strerror or str(e)).lower()}")  # no DNS: "name or service not known"
-        except socket.timeout:
-            result.append(f"{what}: no answer within {timeout:g} s")
-        except OSError as e:
-            result.append(f"{what}:{port}: {(e.strerror or str(e)).lower()}")
-    worker = threading.Thread(target=connect, daemon=True)
+        except urllib.error.HTTPError as e:  # it answered; a server error is the hub being down
+            result.append(None if e.code < 500 else f"{host} answered HTTP {e.code}")
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            if isinstance(reason, (socket.timeout, TimeoutError)):
+                result.append(f"{host}: no answer within {timeout:g} s")
+            else:
+                text = getattr(reason, "strerror", None) or str(reason)
+                result.append(f"{host}: {text.lower()}")  # no DNS: "name or service not known"
+    worker = threading.Thread(target=ask, daemon=True)
     worker.start()
     worker.join(timeout + 0.5)
-    return result[0] if result else f"{what}: no answer within {timeout:g} s (name resolution hangs)"
+    return result[0] if result else f"{host}: no answer within {timeout:g} s (name resolution hangs)"
 
 
 def unreachable() -> str | None:

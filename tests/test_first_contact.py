@@ -177,11 +177,36 @@ def test_a_variable_already_set_is_never_asked_for(capsys, tmp_path, monkeypatch
 
 
 def test_the_hub_probe_answers_quickly_and_once(monkeypatch):
+    import http.server
+    import threading
+
     from gpt2eval import hub
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        assert hub.probe(f"http://127.0.0.1:{server.getsockname()[1]}") is None
+
+    class Answers(http.server.BaseHTTPRequestHandler):
+        status = 200
+
+        def do_HEAD(self):
+            self.send_response(self.status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert hub.probe(url) is None
+        Answers.status = 404  # any answer below 500 is the server answering
+        assert hub.probe(url) is None
+        Answers.status = 503
+        assert hub.probe(url) == f"127.0.0.1:{server.server_address[1]} answered HTTP 503"
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as silent:  # accepts the connection, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        assert "no answer within 0.5 s" in hub.probe(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
     t0 = time.monotonic()
     assert "refused" in hub.probe(f"http://127.0.0.1:{closed_port()}")
     assert "127.0.0.1" in hub.probe(f"http://127.0.0.1:{closed_port()}")

@@ -77,6 +77,9 @@ def test_an_overflowing_perplexity_is_inf_on_screen_and_null_with_its_reason_in_
         [json.loads(line, parse_constant=pytest.fail) for line in f.read_text().splitlines()]
     csv_rows = (out / "comparison.csv").read_text().splitlines()
     assert any(row.startswith("lambada,ppl,") and ",inf," in row for row in csv_rows)
+    # the report over it: no crash on the nulls, and the reason among its notes
+    assert main(["compare", str(out), "--out", str(tmp_path / "report")]) == 0
+    assert "lambada ppl at " in (tmp_path / "report" / "report.md").read_text()
 
 
 NAN_PLUGIN = textwrap.dedent('''

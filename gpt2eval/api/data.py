@@ -99,6 +99,7 @@ class DataSource:
             self.looked_for.append(relpath)
             return None
         path = self.data_dir / relpath
+        self.looked_for.clear()  # found: what was missed before was an alternative, not this task's gap
         expected = KNOWN_SHA256.get(relpath)
         if expected:
             got = sha256_of(path)

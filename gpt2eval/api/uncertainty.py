@@ -221,7 +221,8 @@ def paired(a: Spread, b: Spread, value_a: float, value_b: float, seed: int = SEE
     diff = value_a - value_b if _finite(value_a) and _finite(value_b) else None
     base = {"diff": diff, "level": LEVEL, "n": a.n, "unit": a.unit}
     if diff is None:
-        return {**base, **NOT_FINITE, "note": "no interval: a value is not a finite number"}
+        return {**base, **NOT_FINITE, "method": "none (a value is not a finite number)",
+                "note": "no interval: a value is not a finite number"}
     if a.method == b.method == "binomial" and a.scale == b.scale:
         se = a.scale * _lm_eval_stderr(a.columns[:, 0] - b.columns[:, 0])
         return {**base, "stderr": se, "ci_low": diff - Z * se, "ci_high": diff + Z * se,
@@ -232,7 +233,8 @@ def paired(a: Spread, b: Spread, value_a: float, value_b: float, seed: int = SEE
     d = ra - rb
     bounds = _percentiles(d)
     if bounds is None:
-        return {**base, **NOT_FINITE, "note": "no interval: fewer than two resampled differences are finite numbers"}
+        return {**base, **NOT_FINITE, "method": "paired percentile bootstrap", "resamples": resamples, "seed": seed,
+                "note": "no interval: fewer than two resampled differences are finite numbers"}
     return {**base, "stderr": float(np.std(d[np.isfinite(d)], ddof=1)), "ci_low": bounds[0], "ci_high": bounds[1],
             "method": "paired percentile bootstrap", "resamples": resamples, "seed": seed}
 

@@ -34,9 +34,6 @@ class _Probe:
         self.looked.append(relpath)
         return None
 
-    def loading(self, task):  # pragma: no cover - the runner's context, never used by a plugin
-        raise _Stop
-
     def __getattr__(self, name):  # data_dir, hub, file_source, ...: no further
         raise _Stop
 
