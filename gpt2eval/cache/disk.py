@@ -19,8 +19,9 @@ def is_full(e: sqlite3.Error) -> bool:
 def full_message(path: Path, doing: str) -> str:
     free = free_bytes(path.parent if path.parent.exists() else Path("."))
     left = f" ({free:,} bytes free)" if free is not None else ""
-    return (f"{doing} the result cache {path} failed: the disk holding it is full{left}; free some space (answers "
-            "already stored are kept), or pass --cache OTHER_PATH on another disk, or --no-cache")
+    kept = "" if doing == "creating" else " (the answers already stored are kept)"
+    return (f"{doing} the result cache {path} failed: the disk holding it is full{left}; free some space{kept}, "
+            "or pass --cache OTHER_PATH on another disk, or --no-cache")
 
 
 def file_size(path: Path) -> int:
