@@ -24,6 +24,8 @@ import urllib.request
 
 PROBE_TIMEOUT_S = 3.0  # a reachable host answers in well under a second; a black hole costs this once
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+DATASETS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")  # the variables that keep datasets offline
+MODELS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")   # those that keep models and tokenizers offline
 TRUE = ("1", "true", "yes", "on")
 _answer: dict[str, str | None] = {}  # endpoint -> why it cannot be reached (None: reachable), per process
 
@@ -63,11 +65,12 @@ def probe(url: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> str | Non
     return result[0] if result else f"{host}: no answer within {timeout:g} s (name resolution hangs)"
 
 
-def unreachable() -> str | None:
-    """None when the hub may be used; else why not ("HF_HUB_OFFLINE is set", or the probe's
-    answer). The first call of a process probes; a failed probe switches the hub libraries to
-    offline mode (local hub cache only, no retries)."""
-    variables = offline_variables()
+def unreachable(variables: tuple[str, ...] = OFFLINE_VARIABLES) -> str | None:
+    """None when the hub may be used; else why not: one of `variables` set (DATASETS for data,
+    MODELS for models and tokenizers), or the probe's answer. The first call of a process probes;
+    a failed probe switches the hub libraries to offline mode (local hub cache only, no retries),
+    again at each call (a library imported since then is told too)."""
+    variables = [v for v in offline_variables() if v in variables]
     if variables:
         return f"{' and '.join(variables)} {'is' if len(variables) == 1 else 'are'} set"
     url = endpoint()

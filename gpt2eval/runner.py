@@ -133,7 +133,8 @@ def load_model(model_id: str, cfg: RunConfig, device: str, log=print):
     id only when the hub can be reached or its files are in the local hub cache (one line otherwise)."""
     if is_random(model_id):
         return load_random(model_id, tokenizer=cfg.tokenizer, device=device, dtype=cfg.dtype, seed=cfg.seed, log=log)
-    if not Path(model_id).expanduser().exists() and (why := hub.unreachable()) and not hub.in_hub_cache(model_id):
+    local = Path(model_id).expanduser().exists()
+    if not local and (why := hub.unreachable(hub.MODELS)) and not hub.in_hub_cache(model_id):
         raise UserError(f"cannot load model {model_id}: it is not in the local hub cache ({hub.hub_cache_dir()}) and "
                         f"the hub cannot be reached ({why}); pass --model with a local model folder, or "
                         "--model random:SIZE to try the pipeline offline")

@@ -156,7 +156,7 @@ def test_the_hub_fallback_from_a_data_dir_is_said_in_one_line(tmp_path, monkeypa
     import datasets
 
     from gpt2eval import hub
-    monkeypatch.setattr(hub, "unreachable", lambda: None)
+    monkeypatch.setattr(hub, "unreachable", lambda variables=(): None)
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **kw: [{"text": "a b c"}])
     said = []
     data = DataSource(tmp_path, log=said.append)
@@ -220,7 +220,8 @@ def test_the_hub_probe_answers_quickly_and_once(monkeypatch):
     monkeypatch.setattr(hub, "_answer", {})
     assert hub.unreachable() == hub.unreachable() == "down" and len(calls) == 1  # once per process
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    assert hub.unreachable() == "HF_DATASETS_OFFLINE is set" and len(calls) == 1  # no probe needed
+    assert hub.unreachable(hub.DATASETS) == "HF_DATASETS_OFFLINE is set" and len(calls) == 1  # no probe needed
+    assert hub.unreachable(hub.MODELS) == "down"  # datasets' own variable leaves models to the probe
 
 
 # ---- 6. progress and listing ---------------------------------------------------------------------------
@@ -277,7 +278,7 @@ def test_make_random_model_names_the_shape_it_wrote(tmp_path, capsys):
 def test_loading_a_random_model_that_cannot_get_its_tokenizer_is_one_line(monkeypatch):
     from gpt2eval import hub
     from gpt2eval.models.random import load_random
-    monkeypatch.setattr(hub, "unreachable", lambda: "huggingface.co: name or service not known")
+    monkeypatch.setattr(hub, "unreachable", lambda variables=(): "huggingface.co: name or service not known")
     monkeypatch.setattr(hub, "in_hub_cache", lambda *a: False)
     with pytest.raises(UserError, match="openai-community/gpt2 is not in the local hub cache .* pass --tokenizer"):
         load_random("random:tiny", device="cpu", log=lambda m: None)

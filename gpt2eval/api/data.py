@@ -130,13 +130,12 @@ class DataSource:
         what = f"{dataset} ({config or 'default'}, {split})"
         prefix = f"{self.task}: " if self.task else ""
         missing, self.looked_for = self._not_local(), []
-        why = hub_access.unreachable()
+        why = hub_access.unreachable(hub_access.DATASETS)
         if missing and self.data_dir is not None and not why:
             self.log(f"{prefix}{missing}; reading {what} from the Hugging Face hub instead")
         try:
             import datasets
-            if why:
-                hub_access.go_offline()  # datasets copies the offline flag when first imported
+            hub_access.unreachable(hub_access.DATASETS)  # again: datasets copies the offline flag when imported
             rows = datasets.load_dataset(dataset, config, split=split, **kw)
         except Exception as e:  # noqa: BLE001 - network, auth, missing dataset: all the same advice
             local = ("put the file there (docs/data.md)" if self.data_dir is not None else

@@ -5,7 +5,8 @@
     python run_eval.py cache prune --model ID_OR_FINGERPRINT --older-than DAYS   # conditions combine
     python run_eval.py cache prune --all
 
-A prune gives the space back (VACUUM) and says by how many bytes the file shrank. Nothing here loads a model: the code digest of this gpt2eval is read from its source files.
+A prune gives the space back (VACUUM) and says by how many bytes the file shrank. Nothing here
+loads a model: the code digest of this gpt2eval is read from its source files.
 """
 from __future__ import annotations
 

@@ -145,8 +145,8 @@ def _make_random_model(args) -> int:
     path = make_random_model(args.output, args.tokenizer, size=args.size, n_layer=args.n_layer,
                              n_embd=args.n_embd, seed=args.seed)
     config = json.loads((path / "config.json").read_text())  # the shape as written, overrides included
-    print(f"wrote a randomly initialised GPT-2 ({describe_shape(config['n_layer'], config['n_embd'], config['n_head'])}) "
-          f"to {path}")
+    shape = describe_shape(config["n_layer"], config["n_embd"], config["n_head"])
+    print(f"wrote a randomly initialised GPT-2 ({shape}) to {path}")
     return 0
 
 

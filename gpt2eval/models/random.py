@@ -68,7 +68,7 @@ def _tokenizer(source: str, model_id: str):
         if source.startswith((".", "/", "~")) or source.count("/") > 1:
             raise UserError(f"--tokenizer {source}: no such folder (a folder with vocab.json and merges.txt, or a hub "
                             f"id such as {DEFAULT_TOKENIZER})")
-        why = hub.unreachable()
+        why = hub.unreachable(hub.MODELS)
         if why and not hub.in_hub_cache(source, "vocab.json"):
             raise UserError(f"--model {model_id} needs the GPT-2 tokenizer: {source} is not in the local hub cache "
                             f"({hub.hub_cache_dir()}) and the hub cannot be reached ({why}); pass --tokenizer with a "

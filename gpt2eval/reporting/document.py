@@ -94,7 +94,8 @@ def blocks(winner: dict, cells: list[dict], refs: list[dict], notes: list[str], 
 def _model_row(run: dict) -> list[str]:
     m = run["model"]
     n = m.get("n_params")
-    return [column_of(m), str(m.get("id")) + (" (random weights)" if m.get("random") else ""), f"{n / 1e6:.1f}M" if isinstance(n, (int, float)) else "-",
+    model = str(m.get("id")) + (" (random weights)" if m.get("random") else "")  # --model random:SIZE
+    return [column_of(m), model, f"{n / 1e6:.1f}M" if isinstance(n, (int, float)) else "-",
             f"{m.get('paper_size') or '-'} ({m.get('size_from', '')})", str(m.get("dtype")), str(m.get("device")),
             str(run.get("created")), (run.get("git_commit") or "-")[:10], run["_dir"]]
 
