@@ -138,11 +138,11 @@ class DataSource:
             hub_access.unreachable(hub_access.DATASETS)  # again: datasets copies the offline flag when imported
             rows = datasets.load_dataset(dataset, config, split=split, **kw)
         except Exception as e:  # noqa: BLE001 - network, auth, missing dataset: all the same advice
-            local = ("put the file there (docs/data.md)" if self.data_dir is not None else
+            local = ("put the file under --data-dir (docs/data.md)" if self.data_dir is not None else
                      "offline, pass --data-dir with the upstream files (docs/data.md)")
             if why:
-                cause = (f"{what} is not in the local hub cache ({hub_access.hub_cache_dir()}) and the hub cannot be "
-                         f"reached ({why})")
+                cause = (f"cannot load {what}: it is not in the local hub cache ({hub_access.hub_cache_dir()}) and "
+                         f"the hub cannot be reached ({why})")
             else:
                 cause = (f"cannot load {what} from the Hugging Face hub ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:160] if str(e) else ''})")

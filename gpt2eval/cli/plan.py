@@ -261,7 +261,8 @@ def make_plan(sizes: list[str], tasks: list, data, tokenizer, peaks_tflops: dict
     plan = Plan(sizes, peaks_tflops, bandwidth_tbps=bandwidth_tbps, memory_gb=memory_gb, workers=workers)
     for task in tasks:
         try:
-            ds = task.load(data)
+            with data.loading(task.name):  # a missing file named in a message is this task's
+                ds = task.load(data)
         except DataError as e:
             if not skip_unavailable:
                 raise DataError(f"{e} (plan --skip-unavailable prices the other tasks)") from None
