@@ -1,16 +1,24 @@
 """Writing outputs so that a killed run or a full disk never leaves a half-written file where a whole
 one is expected: each file goes to a temporary file beside its target and is renamed over it once
 written and synced, several files at once only after all of them are written (write_all); and
-an output path that cannot be written is refused, as one line, before any work (check_output)."""
+an output path that cannot be written (a full disk included) is refused, as one line, before any
+work (check_output). A write that fails anyway (the disk fills up during a run) is one line naming
+the file (OutputError). Every JSON file is strict JSON: a number that is not finite (an overflowing
+perplexity) is written as null, never as the non-JSON NaN or Infinity (the writer of results.json
+records why beside it)."""
 from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 
 from .errors import UserError
+
+MIN_FREE_BYTES = 1 << 20  # less free space than this on an output's disk: refused as full before any work
+PROBE_BYTES = 4096  # check_output writes one block (and syncs it): creating an empty file succeeds on a full disk
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: mkstemp creates 0600 files, outputs get the usual permissions instead
@@ -35,16 +43,39 @@ def _stage(path: Path, data: str | bytes) -> str:
     return tmp
 
 
+class OutputError(UserError, OSError):
+    """An output could not be written (full disk, lost permission); the message names the file. Also
+    an OSError, for callers that catch those."""
+
+    def __init__(self, message: str, err: int | None = None):
+        UserError.__init__(self, message)
+        self.errno = err
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _why(e: OSError) -> str:
+    return "no space left on device" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e)).lower()
+
+
 def write_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename over the target (text as UTF-8)."""
+    """Write to a temporary file in the same folder, fsync, then rename over the target (text as
+    UTF-8). A failure leaves the target as it was and raises OutputError naming it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _stage(path, text)
     try:
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _stage(path, text)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OutputError:
         raise
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {_why(e)}; the file is as it was before (free some space or "
+                          "fix the folder, then run the same command again)", e.errno) from None
     return path
 
 
@@ -83,17 +114,18 @@ def write_all(files: dict[str | os.PathLike, str | bytes]) -> list[Path]:
                 pass
         if not isinstance(e, OSError):
             raise
-        why = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e)).lower()
-        raise UserError(f"cannot write {path}: {why}; nothing was written (free some space or choose "
-                        "another place)") from None
+        raise OutputError(f"cannot write {path}: {_why(e)}; nothing was written (free some space or choose "
+                          "another place)", e.errno) from None
     return [p for _, p in staged]
 
 
 def check_output(path: str | os.PathLike, option: str, folder: bool = False) -> None:
     """Refuse, before any work, an output path that cannot be written: a folder where a file goes
-    (or a file where a folder goes), a file where a folder would have to be made, or a place where
-    no file can be created. UserError names the option. Creates nothing. The probe is a real file
-    (made and removed at once), not os.access: root passes os.access even on a read-only mount."""
+    (or a file where a folder goes), a file where a folder would have to be made, a place where
+    no file can be created, or a full disk (under MIN_FREE_BYTES free). UserError names the option.
+    Leaves nothing behind. The probe is a real file of one synced block (made and removed at once),
+    not os.access: root passes os.access even on a read-only mount, and an empty file can be
+    created on a full disk."""
     path = Path(path).expanduser()
     if folder and path.exists() and not path.is_dir():
         raise UserError(f"{option}: {path} is a file, where a folder goes; give a folder or move the file")
@@ -107,24 +139,62 @@ def check_output(path: str | os.PathLike, option: str, folder: bool = False) -> 
         raise UserError(f"{option}: {existing} is a file, so no folder can be made below it for {path}")
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".gpt2eval-probe-")
-        os.close(fd)
-        os.unlink(probe)
     except OSError as e:
         raise UserError(f"{option}: cannot write {path}: no file can be created in {existing} "
                         f"({(e.strerror or str(e)).lower()}); choose another place") from None
+    try:
+        os.write(fd, bytes(PROBE_BYTES))
+        os.fsync(fd)
+        free = free_bytes(existing)
+    except OSError as e:
+        free = 0 if e.errno in (errno.ENOSPC, errno.EDQUOT) else None
+        if free is None:
+            raise UserError(f"{option}: cannot write {path}: writing in {existing} fails "
+                            f"({(e.strerror or str(e)).lower()}); choose another place") from None
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+    if free is not None and free < MIN_FREE_BYTES:
+        raise UserError(f"{option}: cannot write {path}: the disk holding {existing} is full ({free:,} bytes "
+                        "free); free some space or choose another place")
+
+
+def free_bytes(folder: str | os.PathLike) -> int | None:
+    """Bytes an unprivileged writer may still use on the disk holding `folder` (None: unknown)."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs (Windows): the write probe alone decides
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def write_json(path, obj) -> Path:
-    return write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_plain) + "\n")
+    return write_atomic(path, json.dumps(finite(obj), indent=2, ensure_ascii=False, allow_nan=False,
+                                         default=_plain) + "\n")
 
 
 def write_jsonl(path, rows) -> Path:
-    return write_atomic(path, "".join(json.dumps(r, ensure_ascii=False, default=_plain) + "\n" for r in rows))
+    return write_atomic(path, "".join(json.dumps(finite(r), ensure_ascii=False, allow_nan=False, default=_plain)
+                                      + "\n" for r in rows))
+
+
+def finite(obj):
+    """`obj` with every float that is not finite (NaN, inf, -inf) replaced by None, at any depth
+    (numpy and torch scalars first become Python numbers): what strict JSON can hold."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy / torch scalars
+        return finite(obj.item())
+    return obj
 
 
 def _plain(obj):
     if hasattr(obj, "item"):  # numpy / torch scalars
-        return obj.item()
+        return finite(obj.item())
     if isinstance(obj, (set, tuple)):
         return list(obj)
     if isinstance(obj, Path):

@@ -19,7 +19,8 @@ from .errors import UserError
 
 def evaluate(model, tasks, *, tokenizer=None, data_dir=None, limit=None, batch_size="auto", device=None,
              dtype=None, cache=None, output=None, progress=True, step=None) -> dict:
-    from . import runner
+    from . import run_folder, runner
+    from .api.data import DataSource
     from .cache.store import ResultCache
     from .models.live import adapt, kept_as_found
     from .models.load import check_model, load, named_tokenizer, tokenizer_label
@@ -34,11 +35,12 @@ def evaluate(model, tasks, *, tokenizer=None, data_dir=None, limit=None, batch_s
                            progress=progress, settings={"api": "gpt2eval.evaluate"}, cache=_optional_path(cache),
                            tokenizer=str(tokenizer) if isinstance(tokenizer, (str, os.PathLike)) else None)
     log = (lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None)
-    if cfg.output is not None:
-        runner.check_outputs(cfg)
+    earlier = run_folder.check(cfg) if cfg.output is not None else None  # as a run: refuses another run's folder
     if path:
         check_model(path)
-    datasets = runner.load_datasets(cfg)  # before the model, as a run does: fail fast, fail cheap
+    datasets, _ = runner.load_datasets(cfg, DataSource(cfg.data_dir, log=log), log)  # before the model, as a run
+    if earlier is not None:
+        run_folder.clear(earlier)
     store = ResultCache(cfg.cache) if cfg.cache else None
     try:
         with kept_as_found(model):
@@ -50,7 +52,8 @@ def evaluate(model, tasks, *, tokenizer=None, data_dir=None, limit=None, batch_s
                            fingerprinted=store is not None)
             if step is not None:
                 lm.step = int(step)
-            results = runner.evaluate_model(lm, cfg, datasets, store, cfg.output, log)
+            results = runner.evaluate_model(lm, cfg, datasets, store, cfg.output, log,
+                                            earlier=earlier.results.get(cfg.output) if earlier else None)
             if cfg.output is not None:
                 runner.write_comparison(results, cfg.output, load_references(), log)
     finally:

@@ -1,37 +1,39 @@
 """One evaluation run: for each model, each task's requests go through the engine and come back
 as metrics, samples and a comparison with the paper. results.json is rewritten after every task,
-so a crash keeps every finished task."""
+so a crash keeps every finished task. Output paths (run_folder), data (every task's, with
+--skip-unavailable those that cannot be read left out and named) and the cache file are checked
+before any model loads. A metric that is not a finite number is recorded as null with the reason
+(an overflowing perplexity is inf on the console and in comparison.csv; a NaN is the plugin's bug)."""
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__
+from . import __version__, hub, run_folder
 from .api import answers, uncertainty
 from .distributed import workers as distributed
 from .cache.store import ResultCache
 from .reporting.compare import comparison_rows, format_table, load_references, write_csv
 from .api.data import DataSource
 from .engine.engine import Engine
-from .errors import UserError
+from .errors import DataError, UserError
 from .cache.fingerprint import model_label
 from .io import write_atomic, write_json, write_jsonl
-from .models.formats import run_names
 from .models.load import LoadedModel, check_model, load
+from .models.random import MEANINGLESS, is_random, load_random
 from .models.sizes import SIZES
 from .api.task import Task
+from .scoring import finite_metrics, plugin_source, score
 
 
 @dataclass
 class RunConfig:
-    models: list[str]                    # sizes ("small"), model ids / folders, nanoGPT / llm.c checkpoint files
-    tasks: list[Task]
+    models: list[str]                    # sizes ("small"), model ids / folders, nanoGPT / llm.c checkpoint files,
+    tasks: list[Task]                    # random:SIZE
     output: Path | None                  # None (gpt2eval.evaluate without output=): no file is written
     data_dir: str | None = None
     limit: int | None = None
@@ -44,7 +46,9 @@ class RunConfig:
     settings: dict = field(default_factory=dict)  # the command line, recorded verbatim
     cache: Path | None = None             # result cache file (cache.default_path); None: no cache
     samples: int = 1                      # draws per example for tasks that sample (cnn_dailymail)
-    tokenizer: str | None = None          # --tokenizer: instead of the model's own (a checkpoint's: GPT-2's)
+    tokenizer: str | None = None          # --tokenizer: instead of the model's own (a checkpoint's, random's: GPT-2's)
+    skip_unavailable: bool = False        # leave out (and name) the tasks whose data cannot be read
+    overwrite: bool = False               # remove another run's files from --output first (run_folder)
 
 
 def versions() -> dict:
@@ -64,12 +68,7 @@ def git_commit() -> str | None:
         return None
 
 
-def run_dirs(cfg: RunConfig) -> list[tuple[str, Path]]:
-    """One model writes to --output; several write to --output/<size or name> each (a checkpoint by
-    its file name without suffix: model_00004000; formats.run_names)."""
-    if len(cfg.models) == 1:
-        return [(cfg.models[0], cfg.output)]
-    return [(m, cfg.output / name) for m, name in zip(cfg.models, run_names(cfg.models, tuple(SIZES)))]
+run_dirs = run_folder.run_dirs  # one model writes to --output; several to --output/<size or name> each
 
 
 def reference_size(lm, model_name: str, override: str | None) -> dict:
@@ -84,67 +83,73 @@ def reference_size(lm, model_name: str, override: str | None) -> dict:
     return {"size_from": "no match"}
 
 
-def check_outputs(cfg: RunConfig) -> None:
-    """Refuse an output path that cannot be written, before any data or model is loaded (never a
-    traceback after the whole evaluation): a file where a folder goes or the reverse, a folder
-    below a file, a folder that cannot be written. Creates nothing."""
-    where = f"--output {cfg.output}"
-    runs = [out for _, out in run_dirs(cfg)]
-    files = [out / name for out in runs for name in ("results.json", "comparison.csv")]
-    for path in [cfg.output] + [out / sub for out in runs for sub in ("", "samples", "predictions")]:
-        if path.exists() and not path.is_dir():
-            raise UserError(f"{where}: {path} is a file, not a folder; choose another --output or move the file")
-    for path in files:
-        if path.is_dir():
-            raise UserError(f"{where}: {path} is a folder, where the run writes a file; choose another --output")
-    existing = Path(cfg.output).expanduser().absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{where}: {existing} is a file, so no folder can be made below it; choose another --output")
-    try:  # a real write, not os.access: read-only mounts, and root, which os.access always lets through
-        fd, probe = tempfile.mkstemp(dir=existing, prefix=".gpt2eval-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise UserError(f"{where}: cannot write in {existing} ({e.strerror or e}); choose another --output") from None
-
-
-def load_datasets(cfg: RunConfig) -> dict:
-    """Every task's data, loaded (and verified) before any model: fail fast, fail cheap."""
+def evaluate(cfg: RunConfig, log=print) -> list[dict]:
+    earlier = run_folder.check(cfg, cfg.overwrite)  # before any data or model: never fail after the work
+    for model in cfg.models:  # a checkpoint's format and length: a sweep never stops on a bad file half-way
+        check_model(SIZES[model][0] if model in SIZES else model)
     sampled = [t for t in cfg.tasks if hasattr(t, "samples")]  # a task that samples says so by this attribute
     if cfg.samples != 1 and not sampled:
         raise UserError(f"--samples {cfg.samples} draws several samples per example for tasks that sample "
                         "(cnn_dailymail); none of the chosen tasks does: drop --samples or add such a task")
     for t in sampled:
         t.samples = cfg.samples
-    data = DataSource(cfg.data_dir)
-    datasets = {}
-    for task in cfg.tasks:
-        ds = task.load(data)
-        if not ds.examples:
-            raise UserError(f"task {task.key}: the data has no examples")
-        datasets[task.key] = ds
-    return datasets
-
-
-def evaluate(cfg: RunConfig, log=print) -> list[dict]:
-    check_outputs(cfg)
-    for model in cfg.models:  # a checkpoint's format and length: a sweep never stops on a bad file half-way
-        check_model(SIZES[model][0] if model in SIZES else model)
-    datasets = load_datasets(cfg)
+    datasets, skipped = load_datasets(cfg, DataSource(cfg.data_dir, log=log), log)
     cache = ResultCache(cfg.cache) if cfg.cache else None  # before any model too: a bad file fails cheap
     try:
         workers = distributed.start(cache, cfg.output, log)  # None: one process (not under torchrun)
+        if workers is None or workers.rank == 0:  # every check has passed: the earlier run's files go
+            run_folder.clear(earlier)
         with distributed.guarded(workers, cache):
-            return evaluate_models(cfg, datasets, cache, log, workers)
+            return evaluate_models(cfg, datasets, cache, log, workers, skipped, earlier.results)
     finally:
         if cache is not None:
             cache.close()  # also on Ctrl-C: every finished batch is already committed
 
 
+def load_datasets(cfg: RunConfig, data: DataSource, log=print) -> tuple[dict, dict[str, str]]:
+    """Every task's data, loaded (and verified) before any model: fail fast, fail cheap. With
+    --skip-unavailable a task whose data cannot be read is left out: (datasets, {task: reason})."""
+    datasets, skipped = {}, {}
+    for task in cfg.tasks:
+        try:
+            with data.loading(task.key):
+                ds = task.load(data)
+            if not ds.examples:
+                raise DataError(f"task {task.key}: the data has no examples")
+        except DataError as e:
+            if not cfg.skip_unavailable:
+                more = "; or add --skip-unavailable to run the other tasks without it" if len(cfg.tasks) > 1 else ""
+                raise DataError(f"{e}{more}") from None
+            skipped[task.key] = str(e)
+            log(f"skipped {task.key}: {e}")
+            continue
+        datasets[task.key] = ds
+    if not datasets:
+        raise DataError(f"the data of no task can be read, so nothing can run ({', '.join(skipped)}); "
+                        f"the first reason: {next(iter(skipped.values()))}")
+    return datasets, skipped
+
+
+def load_model(model_id: str, cfg: RunConfig, device: str, log=print):
+    """random:SIZE is built in memory (models/random.py); anything else is read by models.load, a hub
+    id only when the hub can be reached or its files are in the local hub cache (one line otherwise)."""
+    if is_random(model_id):
+        return load_random(model_id, tokenizer=cfg.tokenizer, device=device, dtype=cfg.dtype, seed=cfg.seed, log=log)
+    local = Path(model_id).expanduser().exists()
+    if not local and (why := hub.unreachable(hub.MODELS)) and not hub.in_hub_cache(model_id):
+        raise UserError(f"cannot load model {model_id}: it is not in the local hub cache ({hub.hub_cache_dir()}) and "
+                        f"the hub cannot be reached ({why}); pass --model with a local model folder, or "
+                        "--model random:SIZE to try the pipeline offline")
+    log(f"loading {model_id} ({cfg.dtype})")
+    return load(model_id, device=device, dtype=cfg.dtype, tokenizer=cfg.tokenizer)
+
+
 def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, log=print,
-                    workers: distributed.Workers | None = None) -> list[dict]:
+                    workers: distributed.Workers | None = None, skipped: dict | None = None,
+                    earlier: dict | None = None) -> list[dict]:
+    """`skipped`: {task: why its data cannot be read}; `earlier`: {run folder: the results.json of
+    the run this one resumes there} (run_folder.check)."""
+    earlier = earlier or {}
     refs = load_references()
     all_rows, all_results = [], []
     writer = workers is None or workers.rank == 0  # under torchrun the others only compute their share
@@ -152,10 +157,9 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
         log = lambda msg: None  # noqa: E731 - rank 0 speaks for the run
     for model_index, (model_name, out) in enumerate(run_dirs(cfg)):
         model_id = SIZES[model_name][0] if model_name in SIZES else model_name
-        log(f"loading {model_id} ({cfg.dtype})")
-        lm = load(model_id, device=workers.device(cfg.device) if workers else cfg.device, dtype=cfg.dtype,
-                  tokenizer=cfg.tokenizer)
-        results = evaluate_model(lm, cfg, datasets, cache, out, log, workers, model_name, model_index)
+        lm = load_model(model_id, cfg, workers.device(cfg.device) if workers else cfg.device, log)
+        results = evaluate_model(lm, cfg, datasets, cache, out, log, workers, model_name, model_index, skipped,
+                                 earlier.get(out))
         del lm  # the next size loads into the memory this one held
         free_device_memory()
         if not writer:
@@ -170,11 +174,13 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
 
 
 def evaluate_model(lm: LoadedModel, cfg: RunConfig, datasets: dict, cache: ResultCache | None, out: Path | None,
-                   log=print, workers: distributed.Workers | None = None, model_name: str = "",
-                   model_index: int = 0) -> dict:
-    """Every task of `cfg` on one loaded model: the results.json dict, rewritten in `out` after
-    each task (no file at all when out is None: gpt2eval.evaluate without output=)."""
+                   log=print, workers: distributed.Workers | None = None, model_name: str = "", model_index: int = 0,
+                   skipped: dict | None = None, earlier: dict | None = None) -> dict:
+    """Every task of `cfg` whose data was read, on one loaded model: the results.json dict, rewritten
+    in `out` after each task (no file at all when out is None: gpt2eval.evaluate without output=).
+    `earlier`: the results.json this run resumes in `out` (its token budgets are reused)."""
     writer = workers is None or workers.rank == 0
+    tasks = [t for t in cfg.tasks if t.key in datasets]
     model_cache = None
     if cache is not None:
         v = versions()
@@ -185,22 +191,23 @@ def evaluate_model(lm: LoadedModel, cfg: RunConfig, datasets: dict, cache: Resul
             log(note)
     engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed,
                     progress=cfg.progress and writer, cache=model_cache, log=log,
-                    budgets=previous_budgets(out, lm) if out is not None and lm.fingerprint else None)
+                    budgets=previous_budgets(earlier, lm))
     if workers:
         workers.attach(engine, lm.fingerprint)
-    for task in cfg.tasks:  # all checked before any runs: never fail after hours of another task
+    for task in tasks:  # all checked before any runs: never fail after hours of another task
         if engine.window < task.min_context:
             raise UserError(f"model {lm.model_id} has a {engine.window}-token context but task {task.key} "
                             f"needs {task.min_context}")
     results = {"schema": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "git_commit": git_commit(), "versions": versions(),
                "model": {**lm.describe(), **reference_size(lm, model_name, cfg.reference_size)},
-               "settings": {**cfg.settings, "limit": cfg.limit, "batch_size": cfg.batch_size, "seed": cfg.seed},
+               "settings": {**cfg.settings, "limit": cfg.limit, "batch_size": cfg.batch_size, "seed": cfg.seed,
+                            "identity": run_folder.identity(cfg)},
                "cache": model_cache.stats if model_cache else None,  # live counters, current at each write
-               "workers": workers.world if workers else 1, "tasks": {}}
-    for task in cfg.tasks:
+               "workers": workers.world if workers else 1, "skipped": skipped or {}, "tasks": {}}
+    for task in tasks:
         task_result = run_task(task, datasets[task.key], engine, cfg.limit, out, log, workers,
-                               f"{model_index}/{task.key}")
+                               f"{model_index}/{task.key}", model_cache)
         if writer:
             results["tasks"][task.key] = task_result
             results["engine"] = engine.describe()  # token budgets (computed once per run) and caps
@@ -213,19 +220,37 @@ def write_comparison(results: dict, out: Path, refs: list[dict], log=print) -> l
     """A run's comparison.csv beside its results.json, and its table on the log; returns the rows."""
     rows = comparison_rows(results, refs)
     write_csv(out / "comparison.csv", rows)
-    log(f"\n{results['model']['id']}: results in {out}\n" + format_table(rows))
+    model_id = results["model"]["id"]
+    log(f"\n{model_id}: results in {out}\n" + format_table(rows) + summary(results, model_id))
     return rows
 
 
-def previous_budgets(out: Path, lm) -> dict | None:
-    """The token budgets an earlier run of these weights on this device recorded in the same output
-    folder: a resumed run batches as the first did (its cached answers are then those it would compute)."""
-    import json
+def summary(results: dict, model_id: str) -> str:
+    """What the table does not say: a random model, skipped tasks, metrics that are not numbers,
+    answers reused from the result cache."""
+    lines = []
+    if results["model"].get("random"):
+        lines.append(f"{model_id}: {MEANINGLESS}")
+    for task, why in results.get("skipped", {}).items():
+        lines.append(f"skipped {task}: {why}")
+    for task, t in results["tasks"].items():
+        for metric, why in t.get("non_finite", {}).items():
+            lines.append(f"{task} {metric}: {why}")
+    stats = results.get("cache") or {}
+    if stats.get("hits"):
+        lines.append(f"result cache {stats['path']}: {stats['hits']} answers read from it instead of computed, "
+                     f"{stats.get('misses', 0)} computed")
+    return "".join("\n" + line for line in lines)
+
+
+def previous_budgets(old: dict | None, lm) -> dict | None:
+    """The token budgets an earlier run of these weights on this device recorded (its results.json,
+    read before the folder was cleared): a resumed run batches as the first did (its cached answers
+    are then those it would compute)."""
     try:
-        old = json.loads((out / "results.json").read_text())
         if old["model"]["fingerprint"] == lm.fingerprint and old["model"]["device"] == lm.device:
             return old["engine"]["token_budgets"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         pass
     return None
 
@@ -246,9 +271,11 @@ def protocol_of(task: Task) -> dict:
 
 
 def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path | None, log,
-             workers: distributed.Workers | None = None, task_key: str = "") -> dict | None:
+             workers: distributed.Workers | None = None, task_key: str = "", cache=None) -> dict | None:
     """One task's requests through the engine, scored; its samples and files written into `out`
-    (nothing written when out is None)."""
+    (nothing written when out is None). `cache`: the model's result cache view (its hits: the
+    answers this task read from it)."""
+    hits_before = cache.stats["hits"] if cache is not None else 0
     examples = ds.examples[:limit] if limit else ds.examples
     named = task.requests(examples)
     requests = answers.flatten(task.key, named)
@@ -262,9 +289,11 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path | None
         return None
     by_worker = workers.counts_by_worker(task_key, counts) if workers else [counts]
     wall = time.perf_counter() - t0
-    scored = task.score(examples, answers.unflatten(named, results))
+    scored = score(task, examples, answers.unflatten(named, results))
     pairs = uncertainty.variant_pairs({m: i.reference for m, i in task.metrics.items()}, scored.spread)
     spread = uncertainty.summarize(scored.metrics, scored.spread, list(dict.fromkeys(pairs + scored.pairs)))
+    metrics, non_finite = finite_metrics(task, scored.metrics, log)
+    reused = (cache.stats["hits"] - hits_before) if cache is not None else 0
     tokens = sum(c["tokens_forwarded"] for c in by_worker)  # by every worker
     decode_tokens = sum(c.get("decode_tokens", 0) for c in by_worker)
     decode_forwarded = sum(c.get("decode_forwarded", 0) for c in by_worker)
@@ -276,17 +305,21 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path | None
         for relpath, obj in scored.files.items():  # a str is written as plain text (e.g. one segment per line)
             write_atomic(out / relpath, obj) if isinstance(obj, str) else write_json(out / relpath, obj)
     log(f"{task.key}: {len(examples)}/{ds.n_full} examples{' (SUBSET)' if subset else ''}, "
-        f"{len(requests)} requests, {wall:.1f}s, " + ", ".join(
-            f"{k}={v:.4g}" + (f" {uncertainty.format_ci(spread.intervals[k])}" if k in spread.intervals else "")
-            for k, v in scored.metrics.items()))
-    return {"metrics": scored.metrics, "intervals": spread.intervals, "paired": spread.paired,
+        f"{len(requests)} requests, {wall:.1f}s, " + (f"{reused} answers from the result cache, " if reused else "")
+        + ", ".join(" ".join(filter(None, (f"{k}={'null' if v is None else format(v, '.4g')}",
+                                          uncertainty.format_ci(spread.intervals.get(k)))))
+                    for k, v in metrics.items()))
+    plugin = {"source": plugin_source(task), **({"replaces": task.replaces} if getattr(task, "replaces", None) else {})}
+    return {"metrics": metrics, **({"non_finite": non_finite} if non_finite else {}),
+            "intervals": spread.intervals, "paired": spread.paired, "plugin": plugin,
+            "files": [f"samples/{task.file_stem}.jsonl", *scored.files],  # what a later run here removes first
             "metric_info": {m: {"reference": i.reference, "variant": i.variant, "higher_is_better": i.higher_is_better}
                             for m, i in task.metrics.items()},
             "n_examples": len(examples), "n_full": ds.n_full, "subset": subset,
             "protocol": protocol_of(task), "options": task.settings, "data": ds.source, "extra": scored.extra,
             "n_requests": len(requests), "wall_s": wall, "tokens_forwarded": tokens,
             "tokens_per_s": tokens / wall if wall > 0 else None,
-            "items_cached": spent.items_cached,
+            "items_cached": spent.items_cached, "answers_from_cache": reused,
             "items_computed": sum(c["items_computed"] for c in by_worker),
             "items_computed_by_worker": [c["items_computed"] for c in by_worker],
             "oom_retries": spent.oom_retries,

@@ -55,7 +55,7 @@ from gpt2eval.api.data import Dataset, read_jsonl
 from gpt2eval.api.requests import Decoding, Generation, Loglikelihood
 from gpt2eval.protocols.stopwords import BFLM_STOPWORDS, ENGLISH_STOPWORDS
 from gpt2eval.api.task import Metric, Option, Scored, Task
-from gpt2eval.api.uncertainty import binomial, ratio
+from gpt2eval.api.uncertainty import binomial, ratio, safe_exp
 
 PUNCT = string.punctuation + "“”‘’—–…"
 STOPWORD_DECODE_TOKENS = 5  # enough for nearly every target word (most are 1-2 BPE tokens)
@@ -191,7 +191,7 @@ class Lambada(Task):
                             "stopword_filter_bflm_prediction": bflm_pred,
                             "correct_stopword_filter_bflm": fold(bflm_pred) == fold(bflm_target)})
         metrics = {
-            "ppl": math.exp(-sum(r.logprob for r in ll) / n),
+            "ppl": safe_exp(-sum(r.logprob for r in ll) / n),
             "acc": 100 * sum(s["correct"] for s in samples) / n,
             "acc_last_token": 100 * sum(s["correct_last_token"] for s in samples) / n,
             "acc_stopword_filter": 100 * sum(s["correct_stopword_filter"] for s in samples) / n,

@@ -30,7 +30,7 @@ from gpt2eval.protocols.download import Remote, cache_dir, extract_member, md5_c
 from gpt2eval.errors import DataError
 from gpt2eval.api.requests import RollingLoglikelihood
 from gpt2eval.api.task import Metric, Option, Scored, Task
-from gpt2eval.api.uncertainty import ratio
+from gpt2eval.api.uncertainty import ratio, safe_exp
 from gpt2eval.protocols.windows import STRIDE, check_stride, windows
 
 SHARD = "1bw/news.en.heldout-00000-of-00050"
@@ -100,6 +100,6 @@ class OneBillionWord(Task):
         total, gpt2 = sum(nll), sum(tokens)
         spread = {"ppl": ratio(nll, orig, math.exp, unit="sentence"),  # intervals: sentences resampled
                   "token_ppl": ratio(nll, tokens, math.exp, unit="sentence")}
-        return Scored({"ppl": math.exp(total / sum(orig)), "token_ppl": math.exp(total / gpt2)}, samples,
+        return Scored({"ppl": safe_exp(total / sum(orig)), "token_ppl": safe_exp(total / gpt2)}, samples,
                       extra={"original_tokens": sum(orig), "gpt2_tokens": gpt2, "total_nll": total},
                       spread=spread, pairs=[("ppl", "token_ppl")])

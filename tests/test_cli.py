@@ -147,12 +147,13 @@ def _output_mistake(tmp_path):
     (tmp_path / "run-with-file").mkdir()
     (tmp_path / "run-with-file" / "samples").write_text("not a folder\n")
     (tmp_path / "run-with-dir" / "results.json").mkdir(parents=True)
+    # The messages are gpt2eval.io.check_output's, which `compare` and `score` give too (issue 23).
     return {
-        "existing file": (tmp_path / "a-file", "a-file is a file, not a folder"),
+        "existing file": (tmp_path / "a-file", "a-file is a file, where a folder goes"),
         "below a file": (tmp_path / "a-file" / "run", "a-file is a file, so no folder can be made below it"),
-        "samples is a file": (tmp_path / "run-with-file", "samples is a file, not a folder"),
-        "results.json is a folder": (tmp_path / "run-with-dir", "results.json is a folder, where the run writes a file"),
-        "unwritable": (Path("/sys/gpt2eval-run"), "cannot write in /sys"),  # not writable, even by root
+        "samples is a file": (tmp_path / "run-with-file", "samples is a file, where a folder goes"),
+        "results.json is a folder": (tmp_path / "run-with-dir", "results.json is a folder, where a file goes"),
+        "unwritable": (Path("/sys/gpt2eval-run"), "no file can be created in /sys"),  # not writable, even by root
     }
 
 
@@ -177,4 +178,4 @@ def test_several_sizes_check_each_run_folder(tmp_path, capsys, monkeypatch):
     (tmp_path / "out" / "medium").write_text("x")
     assert main(["--sizes", "small,medium", "--tasks", "lambada", "--data-dir", str(DATA),
                  "--output", str(tmp_path / "out"), "--no-cache"]) == 2
-    assert "medium is a file, not a folder" in capsys.readouterr().err
+    assert "medium is a file, where a folder goes" in capsys.readouterr().err

@@ -2,16 +2,22 @@
 
 Local files follow the layout of the project's shared data folder (lambada/lambada_test.jsonl, ...).
 Known upstream files are checked against their published SHA-256, and every task records the
-provenance of what it read, so a results file says exactly which bytes produced it.
+provenance of what it read, so a results file says exactly which bytes produced it. A file that
+is not under --data-dir is named (the exact path looked for) in the one line that says the task
+falls back to the hub, or in the one-line error when the hub cannot supply it either; whether the
+hub can be reached is found out once, quickly (gpt2eval.hub), never by the hub library's retries.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import hub as hub_access
 from ..errors import DataError, UserError
 
 KNOWN_SHA256 = {
@@ -65,20 +71,35 @@ class Dataset:
 
 
 class DataSource:
-    """Finds local files under `data_dir` (else $GPT2EVAL_DATA_DIR) and falls back to the hub."""
+    """Finds local files under `data_dir` (else $GPT2EVAL_DATA_DIR) and falls back to the hub.
+    `log`: where the one line about a hub fallback goes (default: stderr)."""
 
-    def __init__(self, data_dir: str | os.PathLike | None = None):
+    def __init__(self, data_dir: str | os.PathLike | None = None, log=None):
         data_dir = data_dir or os.environ.get("GPT2EVAL_DATA_DIR")
         self.data_dir = Path(data_dir).expanduser() if data_dir else None
         if self.data_dir is not None and not self.data_dir.is_dir():
             raise UserError(f"data folder {self.data_dir} does not exist; pass --data-dir with the folder that "
                             "holds lambada/, ptb/, wikitext/ ...")
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.task = ""              # the task loading now (messages name it)
+        self.looked_for: list[str] = []  # relpaths this task looked for and did not find
+
+    @contextmanager
+    def loading(self, task: str):
+        """Messages while `task` loads name it; files it looked for are its own."""
+        self.task, self.looked_for = task, []
+        try:
+            yield self
+        finally:
+            self.task, self.looked_for = "", []
 
     def find(self, relpath: str) -> Path | None:
         """The local file, verified when its hash is known; None when there is no such file."""
         if self.data_dir is None or not (self.data_dir / relpath).is_file():
+            self.looked_for.append(relpath)
             return None
         path = self.data_dir / relpath
+        self.looked_for.clear()  # found: what was missed before was an alternative, not this task's gap
         expected = KNOWN_SHA256.get(relpath)
         if expected:
             got = sha256_of(path)
@@ -93,15 +114,42 @@ class DataSource:
         return {"kind": "file", "path": str(path.resolve()), "sha256": digest,
                 "verified": KNOWN_SHA256.get(relpath) == digest}
 
+    def _not_local(self) -> str:
+        """What was looked for and not found, as the start of a sentence ("" when nothing was)."""
+        if not self.looked_for:
+            return ""
+        if self.data_dir is None:
+            return f"no --data-dir given (it would hold {' or '.join(self.looked_for)})"
+        paths = " or ".join(str(self.data_dir / r) for r in self.looked_for)
+        return f"{paths} {'does' if len(self.looked_for) == 1 else 'do'} not exist (--data-dir)"
+
     def hub(self, dataset: str, config: str | None, split: str, **kw):
-        """Load a split from the hub; any failure becomes one line that says how to work offline."""
+        """Load a split from the hub. A file missing under --data-dir is named first, in the one line
+        that announces the fallback; an unreachable hub is found out in seconds (gpt2eval.hub), and
+        then only the local hub cache is read; any failure is one line with the cause."""
+        what = f"{dataset} ({config or 'default'}, {split})"
+        prefix = f"{self.task}: " if self.task else ""
+        missing, self.looked_for = self._not_local(), []
+        why = hub_access.unreachable(hub_access.DATASETS)
+        if missing and self.data_dir is not None and not why:
+            self.log(f"{prefix}{missing}; reading {what} from the Hugging Face hub instead")
         try:
             import datasets
-            return datasets.load_dataset(dataset, config, split=split, **kw)
+            hub_access.unreachable(hub_access.DATASETS)  # again: datasets copies the offline flag when imported
+            rows = datasets.load_dataset(dataset, config, split=split, **kw)
         except Exception as e:  # noqa: BLE001 - network, auth, missing dataset: all the same advice
-            raise DataError(f"cannot load {dataset} ({config or 'default'}, {split}) from the Hugging Face hub "
-                            f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
-                            "offline, pass --data-dir with the upstream files (see README, 'Offline use')") from None
+            local = ("put the file under --data-dir (docs/data.md)" if self.data_dir is not None else
+                     "offline, pass --data-dir with the upstream files (docs/data.md)")
+            if why:
+                cause = (f"cannot load {what}: it is not in the local hub cache ({hub_access.hub_cache_dir()}) and "
+                         f"the hub cannot be reached ({why})")
+            else:
+                cause = (f"cannot load {what} from the Hugging Face hub ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:160] if str(e) else ''})")
+            raise DataError(f"{prefix}{missing + ', and ' if missing else ''}{cause}; {local}") from None
+        if missing and self.data_dir is not None and why:
+            self.log(f"{prefix}{missing}; read {what} from the local hub cache (the hub cannot be reached: {why})")
+        return rows
 
     @staticmethod
     def hub_source(dataset: str, config: str | None, split: str, rows=None) -> dict:

@@ -2,7 +2,9 @@
 
 Plugins come from the built-in `tasks/` folder (packaged as `gpt2eval.tasks`), from folders
 given with --include-path, and from the entry-point group `gpt2eval.tasks`; a later source
-overrides an earlier task of the same name. `--tasks paper` stands for PAPER_TASKS.
+overrides an earlier task of the same name, and says so in one line on stderr (the class keeps
+the replaced plugin's file in `replaces`, which results.json records). `--tasks paper` stands for
+PAPER_TASKS.
 
 A task is named with its options, if any: `--tasks wikitext103:stride=512,detokenize=none,ptb` is
 wikitext103 with two options, then ptb (an item with "=" and no ":" continues the task before it).
@@ -39,8 +41,26 @@ def _load_file(path: Path, namespace: str):
     return module
 
 
-def discover(include_paths: list[str] = ()) -> dict[str, type[Task]]:
-    """All task classes by name. A later source overrides an earlier one of the same name."""
+def _source(cls) -> str:
+    try:
+        return inspect.getsourcefile(cls) or cls.__module__
+    except TypeError:
+        return cls.__module__
+
+
+def _add(found: dict, cls, warn) -> None:
+    """found[cls.name] = cls; a task it replaces is named in one line (and kept in cls.replaces)."""
+    old = found.get(cls.name)
+    if old is not None and old is not cls and _source(old) != _source(cls):
+        warn(f"note: task {cls.name} from {_source(cls)} replaces the one from {_source(old)}")
+        cls.replaces = _source(old)
+    found[cls.name] = cls
+
+
+def discover(include_paths: list[str] = (), warn=None) -> dict[str, type[Task]]:
+    """All task classes by name. A later source overrides an earlier one of the same name, with
+    one line to `warn` (default: stderr) naming both files."""
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
     found: dict[str, type[Task]] = {}
     sources = [(builtin_tasks_dir(), "gpt2eval.tasks")]
     for p in include_paths:
@@ -53,7 +73,7 @@ def discover(include_paths: list[str] = ()) -> dict[str, type[Task]]:
             if path.name.startswith("_"):
                 continue
             for cls in _tasks_in_module(_load_file(path, namespace)):
-                found[cls.name] = cls
+                _add(found, cls, warn)
     for ep in importlib.metadata.entry_points(group="gpt2eval.tasks"):
         try:
             obj = ep.load()
@@ -61,7 +81,7 @@ def discover(include_paths: list[str] = ()) -> dict[str, type[Task]]:
             raise UserError(f"entry point {ep.name!r} of group gpt2eval.tasks failed to load: {e}") from None
         classes = [obj] if inspect.isclass(obj) else _tasks_in_module(obj)
         for cls in classes:
-            found[cls.name] = cls
+            _add(found, cls, warn)
     return found
 
 

@@ -26,6 +26,11 @@ Bootstrap: RESAMPLES resamples of n units drawn with replacement by numpy's PCG6
 the standard error is the standard deviation of the resampled statistics and the interval is their
 2.5th and 97.5th percentiles (the percentile bootstrap). The same seed and n give the same
 resamples for every metric of a task, which is what makes `paired` differences paired.
+
+Numbers beyond the float range: `safe_exp` is exp that gives inf where math.exp raises
+OverflowError (a perplexity of extreme log-probabilities), and `ratio`'s transform is applied the
+same way. The interval of a value that is not finite, or of a spread with fewer than two finite
+resampled statistics, is null (stderr, ci_low and ci_high None, with a note), never an error.
 """
 from __future__ import annotations
 
@@ -69,6 +74,14 @@ class Spread:
         return float(self.statistic(self.columns.sum(axis=0), self.n))
 
 
+def safe_exp(x: float) -> float:
+    """math.exp, but inf where the result is beyond the float range (instead of OverflowError)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
 def _array(values, name: str) -> np.ndarray:
     a = np.asarray(list(values), dtype=np.float64)
     if a.ndim != 1 or len(a) == 0:
@@ -97,7 +110,12 @@ def ratio(numerators: Sequence, denominators: Sequence, transform: Callable[[flo
         raise ValueError("ratio: as many denominators as numerators")
 
     def statistic(s, n):
-        return transform(s[0] / s[1]) if s[1] else float("nan")
+        if not s[1]:
+            return float("nan")
+        try:
+            return transform(s[0] / s[1])
+        except OverflowError:  # exp of an extreme mean NLL: the statistic is beyond the float range
+            return math.inf
     return Spread("bootstrap_ratio", np.stack([num, den], axis=1), statistic, unit, note=note, resamples=resamples)
 
 
@@ -166,10 +184,23 @@ def wilson(p: float, n: int, z: float = Z) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _percentiles(reps: np.ndarray) -> tuple[float, float]:
+def _percentiles(reps: np.ndarray) -> tuple[float, float] | None:
+    """The interval's bounds from the finite replicates; None with fewer than two of them."""
     reps = reps[np.isfinite(reps)]
+    if len(reps) < 2:
+        return None
     lo, hi = np.percentile(reps, [50 * (1 - LEVEL), 50 * (1 + LEVEL)])
     return float(lo), float(hi)
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(x)
+    except TypeError:
+        return False
+
+
+NOT_FINITE = {"stderr": None, "ci_low": None, "ci_high": None}
 
 
 def interval(spread: Spread, value: float, seed: int = SEED, reps: np.ndarray | None = None) -> dict:
@@ -178,18 +209,24 @@ def interval(spread: Spread, value: float, seed: int = SEED, reps: np.ndarray | 
     base = {"level": LEVEL, "method": spread.method, "n": spread.n, "unit": spread.unit}
     if spread.note:
         base["note"] = spread.note
+    if not _finite(value):
+        return {**NOT_FINITE, **base, "note": f"no interval: the value is {value} (not a finite number)"}
     check = spread.value()
     if not math.isclose(check, value, rel_tol=1e-6, abs_tol=1e-9):
         base["point_mismatch"] = check  # a wiring mistake in the task: visible, not fatal
     if spread.method == "binomial":  # stderr for parity with lm-eval; the interval Wilson's (never [0, 0])
         se = spread.scale * _lm_eval_stderr(spread.columns[:, 0])
+        if not math.isfinite(se):
+            return {**NOT_FINITE, **base, "note": "no interval: a per-example value is not a finite number"}
         lo, hi = wilson(check / spread.scale, spread.n)
         return {"stderr": se, "ci_low": spread.scale * lo, "ci_high": spread.scale * hi, **base,
                 "formula": "Wilson score interval; stderr: lm-eval mean_stderr"}
     reps = replicates(spread, seed) if reps is None else reps
-    lo, hi = _percentiles(reps)
-    return {"stderr": float(np.std(reps[np.isfinite(reps)], ddof=1)), "ci_low": lo, "ci_high": hi, **base,
-            "resamples": spread.resamples, "seed": seed, "formula": "percentile bootstrap"}
+    bounds = _percentiles(reps)
+    if bounds is None:
+        return {**NOT_FINITE, **base, "note": "no interval: fewer than two resampled statistics are finite numbers"}
+    return {"stderr": float(np.std(reps[np.isfinite(reps)], ddof=1)), "ci_low": bounds[0], "ci_high": bounds[1],
+            **base, "resamples": spread.resamples, "seed": seed, "formula": "percentile bootstrap"}
 
 
 def paired(a: Spread, b: Spread, value_a: float, value_b: float, seed: int = SEED,
@@ -200,8 +237,11 @@ def paired(a: Spread, b: Spread, value_a: float, value_b: float, seed: int = SEE
     paired bootstrap (both statistics on the same resamples). None when the units differ."""
     if a.n != b.n or a.unit != b.unit:
         return None
-    diff = value_a - value_b
+    diff = value_a - value_b if _finite(value_a) and _finite(value_b) else None
     base = {"diff": diff, "level": LEVEL, "n": a.n, "unit": a.unit}
+    if diff is None:
+        return {**base, **NOT_FINITE, "method": "none (a value is not a finite number)",
+                "note": "no interval: a value is not a finite number"}
     if a.method == b.method == "binomial" and a.scale == b.scale:
         se = a.scale * _lm_eval_stderr(a.columns[:, 0] - b.columns[:, 0])
         return {**base, "stderr": se, "ci_low": diff - Z * se, "ci_high": diff + Z * se,
@@ -210,8 +250,11 @@ def paired(a: Spread, b: Spread, value_a: float, value_b: float, seed: int = SEE
     ra, rb = (replicates(Spread(**{**s.__dict__, "resamples": resamples}), seed)
               if (reps or {}).get(id(s)) is None or s.resamples != resamples else reps[id(s)] for s in (a, b))
     d = ra - rb
-    lo, hi = _percentiles(d)
-    return {**base, "stderr": float(np.std(d[np.isfinite(d)], ddof=1)), "ci_low": lo, "ci_high": hi,
+    bounds = _percentiles(d)
+    if bounds is None:
+        return {**base, **NOT_FINITE, "method": "paired percentile bootstrap", "resamples": resamples, "seed": seed,
+                "note": "no interval: fewer than two resampled differences are finite numbers"}
+    return {**base, "stderr": float(np.std(d[np.isfinite(d)], ddof=1)), "ci_low": bounds[0], "ci_high": bounds[1],
             "method": "paired percentile bootstrap", "resamples": resamples, "seed": seed}
 
 

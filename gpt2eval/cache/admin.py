@@ -5,7 +5,8 @@
     python run_eval.py cache prune --model ID_OR_FINGERPRINT --older-than DAYS   # conditions combine
     python run_eval.py cache prune --all
 
-Nothing here loads a model: the code digest of this gpt2eval is read from its source files.
+A prune gives the space back (VACUUM) and says by how many bytes the file shrank. Nothing here
+loads a model: the code digest of this gpt2eval is read from its source files.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from .disk import file_size, vacuum
 from .store import ResultCache, default_path
 from ..errors import UserError
 from .fingerprint import code_digest, model_label
@@ -49,6 +51,7 @@ def run(args) -> int:
     if args.older_than is not None and args.older_than < 0:
         raise UserError(f"--older-than must be a number of days >= 0, got {args.older_than}")
     code = code_digest()
+    before = file_size(path)
     with ResultCache(path) as cache:
         entries = cache.summary()
         if args.action == "show":
@@ -57,7 +60,10 @@ def run(args) -> int:
         models = None if args.model is None else match_models(entries, args.model, path)
         older = None if args.older_than is None else time.time() - args.older_than * DAY_S
         rows, size = cache.prune(models=models, older_than=older, other_code=code if args.other_code else None)
-    print(f"removed {rows} entries ({human_bytes(size)}) from {path}")
+        vacuum(cache)  # also the pages an earlier prune could not give back
+    after = file_size(path)
+    print(f"removed {rows} entries ({human_bytes(size)} of answers) from {path}; the file shrank by "
+          f"{human_bytes(max(0, before - after))}, from {human_bytes(before)} to {human_bytes(after)}")
     return 0
 
 

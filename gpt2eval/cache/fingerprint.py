@@ -28,7 +28,8 @@ PACKAGE = Path(__file__).resolve().parent.parent  # gpt2eval/
 # is in this list, and that a change to any byte of any of these files changes the digest.
 ANSWERING_MODULES = ("engine/encode", "engine/schedule", "engine/forward", "engine/heads", "engine/decode",
                      "engine/fused_decode", "engine/stats", "engine/engine", "models/load", "models/sizes",
-                     "models/convert", "models/nanogpt", "models/llmc", "models/formats", "api/requests")
+                     "models/convert", "models/nanogpt", "models/llmc", "models/formats", "api/requests",
+                     "models/random")  # random: how --model random:SIZE draws its weights
 
 # Files of a model folder that cannot change an answer (everything else at its top is hashed).
 DOC_SUFFIXES = (".md", ".rst")

@@ -18,6 +18,8 @@ in flight and never leaves half a batch behind.
 
 A file that is not a gpt2eval cache, or is damaged, or comes from a newer schema stops the run with
 one line that names it; the file is never modified, renamed or deleted (it may be someone's data).
+A full disk is named as a full disk, never as damage (gpt2eval.cache.disk); a cache file that
+could not even be created is removed again, not left behind empty.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+
+from .disk import full_message, is_full
 
 from .. import __version__
 from ..errors import UserError
@@ -81,6 +85,7 @@ class ResultCache:
         except OSError as e:  # unreadable file, read-only or missing disk
             raise CacheError(f"cannot use {self.path} as the result cache ({e.strerror or e}); "
                              "pass --cache OTHER_PATH or --no-cache") from None
+        new = not self.path.exists()
         try:
             # isolation_level=None: this module opens and commits its transactions itself
             self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -90,6 +95,11 @@ class ResultCache:
             self._setup()
         except sqlite3.DatabaseError as e:
             self.conn.close()
+            if new:  # a file this run created and could not fill: not left behind, empty
+                for leftover in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+                    leftover.unlink(missing_ok=True)
+            if is_full(e):
+                raise CacheError(full_message(self.path, "creating" if new else "opening")) from None
             raise CacheError(f"the result cache {self.path} is damaged ({e}); {_advice(self.path)}") from None
         except BaseException:
             self.conn.close()
@@ -162,6 +172,8 @@ class ResultCache:
             self.conn.execute("INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?)",
                               (fingerprint, label, json.dumps(info or {}, sort_keys=True), time.time()))
         except sqlite3.DatabaseError as e:
+            if is_full(e):
+                raise CacheError(full_message(self.path, "writing")) from None
             raise CacheError(f"writing the result cache {self.path} failed ({e}); {_advice(self.path)}") from None
         return ModelCache(self, fingerprint, code or code_digest())
 
@@ -190,7 +202,8 @@ class ResultCache:
               other_code: str | None = None) -> tuple[int, int]:
         """Delete the rows that match every given condition (none given: every row): of these
         fingerprints, last written before `older_than` (a time.time()), written by code other than
-        `other_code`. Returns (rows, bytes of values) removed; models left without rows are forgotten."""
+        `other_code`. Returns (rows, bytes of values) removed; models left without rows are forgotten.
+        The file keeps its size until disk.vacuum."""
         where, params = [], []
         if models is not None:
             where.append(f"model IN ({','.join('?' * len(models))})")
@@ -282,13 +295,16 @@ class ModelCache:
             try:
                 conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)", rows)
             except sqlite3.Error:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite has rolled back already on some errors (a full disk)
+                    conn.execute("ROLLBACK")
                 raise
             finally:
                 # The commit, also when Ctrl-C lands in here: every row is a complete answer, keep them.
                 if conn.in_transaction:
                     conn.execute("COMMIT")
         except sqlite3.DatabaseError as e:
+            if is_full(e):
+                raise CacheError(full_message(self.cache.path, "writing")) from None
             raise CacheError(f"writing the result cache {self.cache.path} failed ({e}); "
                              f"{_advice(self.cache.path)}") from None
         self.stats["writes"] += len(rows)

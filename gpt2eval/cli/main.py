@@ -46,21 +46,28 @@ def run_parser() -> argparse.ArgumentParser:
                        "them with the paper's. Subcommands: " + ", ".join(SUBCOMMANDS) + ".")
     p.add_argument("--sizes", default=None, help="comma-separated: small,medium,large,xl (the four public GPT-2s)")
     p.add_argument("--model", default=None, help="instead of --sizes: a hub id, a model folder, a nanoGPT ckpt.pt or an "
-                   "llm.c model_*.bin (told apart by content); several, each its own run: comma-separated, or a "
-                   "quoted glob such as \"log124M/model_*.bin\"")
+                   "llm.c model_*.bin (told apart by content), or random:SIZE (tiny, small, medium, large, xl: a "
+                   "randomly initialised GPT-2 built in memory, to try the pipeline offline; its numbers are "
+                   "meaningless); several, each its own run: comma-separated, or a quoted glob such as "
+                   "\"log124M/model_*.bin\"")
     p.add_argument("--tokenizer", default=None, metavar="DIR_OR_ID", help="tokenizer folder or hub id to score with "
-                   "(default: the model folder's own; for a checkpoint, which carries none, GPT-2's "
-                   "openai-community/gpt2, from the hub cache when offline)")
+                   "(default: the model folder's own; for a checkpoint or random:SIZE, which carry none, GPT-2's "
+                   "openai-community/gpt2, from the local hub cache when the hub cannot be reached)")
     p.add_argument("--tasks", default="lambada,ptb,wikitext103,wikitext2", help="comma-separated task names")
-    p.add_argument("--output", default=None, help="output folder (default results/runs/<timestamp>)")
+    p.add_argument("--output", default=None, help="output folder (default results/runs/<timestamp>); the same "
+                   "command again resumes there, another run's files there stop the run (see --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="remove another run's files from --output first")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N examples (a subset)")
     p.add_argument("--data-dir", default=None, help="folder of upstream data files (else $GPT2EVAL_DATA_DIR, else hub)")
+    p.add_argument("--skip-unavailable", action="store_true", help="leave out the tasks whose data cannot be read "
+                   "(offline, not downloaded), naming each under 'skipped' in results.json, instead of stopping")
     p.add_argument("--batch-size", type=batch_size, default="auto", help="N or auto (default)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     p.add_argument("--dtype", choices=list(DTYPE_NAMES), default="float32", help="float32 is the reference precision")
     p.add_argument("--reference-size", choices=list(SIZES), default=None,
                    help="compare a --model whose shape matches no GPT-2 size with this size's paper values")
-    p.add_argument("--seed", type=int, default=1234, help="run seed for sampled generation")
+    p.add_argument("--seed", type=int, default=1234, help="run seed for sampled generation (and for the weights of "
+                   "--model random:SIZE)")
     p.add_argument("--samples", type=positive_int, default=1, metavar="K",
                    help="draws per example for tasks that sample (cnn_dailymail): mean and spread over K draws")
     p.add_argument("--include-path", action="append", default=[], help="folder of extra task plugins (repeatable)")
@@ -77,13 +84,16 @@ def cmd_run(args) -> int:
     from ..runner import RunConfig, evaluate
     from ..api.plugins import discover, parse_tasks, select
     if args.list_tasks:
-        for name, cls in sorted(discover(args.include_path).items()):
-            print(f"{name:16s} {cls.description}")
+        from .listing import task_table
+        print(task_table(discover(args.include_path)))
         return 0
     if args.model and args.sizes:
         raise UserError("give either --model or --sizes, not both")
     if args.model:
+        from ..models.random import is_random, shape_of
         models = expand_models(args.model)
+        for m in filter(is_random, models):
+            shape_of(m)  # an unknown shape: one line before any data is read
     else:
         models = [s.strip() for s in (args.sizes or "small").split(",") if s.strip()]
         unknown = [s for s in models if s not in SIZES]
@@ -101,7 +111,8 @@ def cmd_run(args) -> int:
                            batch_size=args.batch_size, device=args.device, dtype=args.dtype, seed=args.seed,
                            progress=not args.no_progress, reference_size=args.reference_size,
                            settings={"argv": sys.argv[1:]}, cache=cache, samples=args.samples,
-                           tokenizer=args.tokenizer))
+                           tokenizer=args.tokenizer, skip_unavailable=args.skip_unavailable,
+                           overwrite=args.overwrite))
     except KeyboardInterrupt:  # the runner has closed the cache by now: finished batches are on disk
         kept = (f"finished batches are in the result cache {cache}" if cache else
                 "the result cache was off (--no-cache), so unfinished tasks start over")
@@ -128,10 +139,15 @@ def _make_random_model_args(p):
 
 
 def _make_random_model(args) -> int:
+    import json
+
     from ..models.load import make_random_model
+    from ..models.random import describe_shape
     path = make_random_model(args.output, args.tokenizer, size=args.size, n_layer=args.n_layer,
                              n_embd=args.n_embd, seed=args.seed)
-    print(f"wrote a randomly initialised GPT-2 ({args.size} shape) to {path}")
+    config = json.loads((path / "config.json").read_text())  # the shape as written, overrides included
+    shape = describe_shape(config["n_layer"], config["n_embd"], config["n_head"])
+    print(f"wrote a randomly initialised GPT-2 ({shape}) to {path}")
     return 0
 
 

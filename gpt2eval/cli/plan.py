@@ -114,7 +114,8 @@ def make_plan(sizes: list[str], tasks: list, data, tokenizer, peaks_tflops: dict
     window = min([N_CTX] + [plan.shape(s)[3] for s in sizes])  # requests encoded as the smallest window does
     for task in tasks:
         try:
-            ds = task.load(data)
+            with data.loading(task.name):  # a missing file named in a message is this task's
+                ds = task.load(data)
         except DataError as e:
             if not skip_unavailable:
                 raise DataError(f"{e} (plan --skip-unavailable prices the other tasks)") from None

@@ -25,7 +25,7 @@ from .. import __version__
 from ..api import uncertainty
 from ..api.data import read_json, read_jsonl, read_text, sha256_of
 from ..errors import DataError, UserError
-from ..io import write_json
+from ..io import check_output, write_json
 from ..metrics import coqa, nq_golds, squad, triviaqa
 from ..metrics.bleu import bleu_spread, corpus_bleu, multibleu, multibleu_spread
 from ..api.uncertainty import binomial, mean
@@ -170,7 +170,7 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predictions", required=True, help="predictions (what a run writes to predictions/<task>.*): "
                    "CoQA's and TriviaQA's official formats; for natural_questions a JSON object question -> answer; "
                    "for WMT-14 plain text, one translation per line; for cnn_dailymail a JSON object id -> summary")
-    p.add_argument("--output", default=None, help="folder to write results.json to")
+    p.add_argument("--output", default=None, help="folder to write results.json to (checked before scoring)")
 
 
 def run_score(args) -> int:
@@ -178,6 +178,9 @@ def run_score(args) -> int:
     for flag, path in (("--gold", gold_path), ("--predictions", pred_path)):
         if not path.is_file():
             raise UserError(f"{flag} {path}: no such file")
+    if args.output:  # before any scoring or printing: a bad place is one line, nothing written
+        check_output(args.output, f"--output {args.output}", folder=True)
+        check_output(Path(args.output) / "results.json", f"--output {args.output}")
     metrics, extra, spread = SCORERS[args.task](gold_path, pred_path)
     intervals = uncertainty.summarize(metrics, spread, []).intervals  # as the runner records them
     for name, value in metrics.items():

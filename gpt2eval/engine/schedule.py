@@ -81,16 +81,17 @@ class Scheduler:
         todo = sorted({k: it for k, it in zip(keys, items) if k not in done}.items(),
                       key=lambda kv: -len(kv[1].input_ids))  # longest first: padding stays small
         self.stats.items_cached += len(items) - len(todo)
-        bar = tqdm(total=sum(len(it.targets) for _, it in todo), desc=desc or "scoring", unit="tok", unit_scale=True,
-                   disable=not self.progress or not todo, leave=False)
+        # Counted in sequences scored: one per log-likelihood request (a passage, a candidate), one per
+        # window of a rolling perplexity; the task's name is the bar's label.
+        bar = tqdm(total=len(todo), desc=desc or "scoring", unit="seq", disable=not self.progress or not todo,
+                   leave=False)
 
         def finish(pairs: list, answers: list):
             fresh = dict(zip([k for k, _ in pairs], answers))
             done.update(fresh)
             if self.cache is not None:
                 self.cache.put_many(fresh)
-            bar.update(sum(len(it.targets) for _, it in pairs))
-            bar.set_postfix_str(f"{len(done)}/{len(set(keys))} items", refresh=False)
+            bar.update(len(pairs))
 
         groups, alone = [], list(range(len(todo)))
         if score_groups is not None:

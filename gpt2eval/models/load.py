@@ -99,8 +99,8 @@ def load(model_id: str, *, device: str = "auto", dtype: str = "float32", revisio
         except Exception as e:  # noqa: BLE001 - every loader failure becomes one clear line
             raise UserError(f"cannot load a tokenizer for {model_id!r} ({type(e).__name__}: "
                             f"{str(e).splitlines()[0][:200]}); a local model folder needs its tokenizer files "
-                            "(tokenizer.json or vocab.json + merges.txt); offline, set HF_HUB_OFFLINE=1 and pass a "
-                            "local folder, or name one with --tokenizer") from None
+                            "(tokenizer.json or vocab.json + merges.txt); offline, pass a local folder, or name "
+                            "one with --tokenizer") from None
     try:
         try:
             model = AutoModelForCausalLM.from_pretrained(model_id, dtype=DTYPES[dtype], attn_implementation="sdpa", **kw)

@@ -26,7 +26,7 @@ from .download import Remote, obtain
 from ..errors import DataError
 from ..api.requests import RollingLoglikelihood
 from ..api.task import Metric, Scored, Task
-from ..api.uncertainty import ratio
+from ..api.uncertainty import ratio, safe_exp
 from .windows import STRIDE, check_stride, windows
 
 TEST_UNITS = 5_000_000
@@ -99,6 +99,6 @@ class CharLevelTask(Task):
         unit = self.protocol.get("examples", "piece of the split")  # intervals: these pieces resampled
         spread = {self.metric: ratio([x / math.log(2) for x in nll], [n for _, n in examples], unit=unit),
                   "token_ppl": ratio(nll, tokens, math.exp, unit=unit)}
-        return Scored({self.metric: total / math.log(2) / units, "token_ppl": math.exp(total / result.n_tokens)},
+        return Scored({self.metric: total / math.log(2) / units, "token_ppl": safe_exp(total / result.n_tokens)},
                       samples, extra={"units": units, "gpt2_tokens": result.n_tokens, "total_nll": total,
                                       "tokens_per_unit": result.n_tokens / units}, spread=spread)

@@ -42,7 +42,7 @@ from ..api.data import KNOWN_SHA256, Dataset, read_text, sha256_text, text_from_
 from .detokenize import count_original_tokens
 from ..api.requests import RollingLoglikelihood
 from ..api.task import Metric, Option, Scored, Task
-from ..api.uncertainty import ratio
+from ..api.uncertainty import ratio, safe_exp
 from .windows import STRIDE, check_stride, windows
 
 
@@ -164,8 +164,8 @@ class PerplexityTask(Task):
         nll = sum(s["nll"] for s in samples)
         n_orig, n_words = sum(s["original_tokens"] for s in samples), sum(s["words"] for s in samples)
         n_tokens, n_bytes = sum(s["gpt2_tokens"] for s in samples), sum(s["bytes"] for s in samples)
-        metrics = {"ppl": math.exp(nll / n_orig), "word_ppl": math.exp(nll / n_words),
-                   "token_ppl": math.exp(nll / n_tokens), "bits_per_byte": nll / math.log(2) / n_bytes}
+        metrics = {"ppl": safe_exp(nll / n_orig), "word_ppl": safe_exp(nll / n_words),
+                   "token_ppl": safe_exp(nll / n_tokens), "bits_per_byte": nll / math.log(2) / n_bytes}
         extra = {"original_tokens": n_orig, "words": n_words, "gpt2_tokens": n_tokens, "bytes": n_bytes,
                  "total_nll": nll, "token_ratio": n_tokens / n_orig, "streams": len(results)}
         unit = "article" if self.per_article else "line of the test file"  # intervals: these resampled

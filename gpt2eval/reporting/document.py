@@ -39,6 +39,9 @@ def blocks(winner: dict, cells: list[dict], refs: list[dict], notes: list[str], 
     if any(c["ours"] and c["ours"]["subset"] for c in cells):
         out.append(("p", "Warning: values marked * were computed on a subset (--limit) and are not comparable "
                          "with the paper's full-set numbers."))
+    if random := [str(r["model"].get("id")) for r in runs if r["model"].get("random")]:  # --model random:SIZE
+        out.append(("p", f"Warning: {', '.join(random)} has randomly initialised weights: its numbers are "
+                         "meaningless (a test of the pipeline, not of GPT-2)."))
     out += [("h2", "Headline: the paper's numbers"), ("table", summary.HEADLINE, summary.headline(cells), "whole"),
             ("p", "One row per task and paper number we have a value for, in the paper's order. Where several "
                   "protocol variants of a task are compared with one paper number, the closest is shown and named. "
@@ -91,7 +94,8 @@ def blocks(winner: dict, cells: list[dict], refs: list[dict], notes: list[str], 
 def _model_row(run: dict) -> list[str]:
     m = run["model"]
     n = m.get("n_params")
-    return [column_of(m), str(m.get("id")), f"{n / 1e6:.1f}M" if isinstance(n, (int, float)) else "-",
+    model = str(m.get("id")) + (" (random weights)" if m.get("random") else "")  # --model random:SIZE
+    return [column_of(m), model, f"{n / 1e6:.1f}M" if isinstance(n, (int, float)) else "-",
             f"{m.get('paper_size') or '-'} ({m.get('size_from', '')})", str(m.get("dtype")), str(m.get("device")),
             str(run.get("created")), (run.get("git_commit") or "-")[:10], run["_dir"]]
 

@@ -79,6 +79,10 @@ def collect(runs: list[dict]) -> tuple[list[dict], dict[tuple[str, str], dict], 
         t, model = run["tasks"][task], run["model"]
         for metric, value in t["metrics"].items():
             info = t.get("metric_info", {}).get(metric, {})
+            if value is None:  # not a finite number (null in results.json): no cell, a note that says why
+                why = (t.get("non_finite") or {}).get(metric, "null in results.json")
+                notes.append(f"{task} {metric} at {col}: no value: {why}")
+                continue
             records.append({"task": task, "metric": metric, "size": col, "value": value,
                             "variant": info.get("variant", ""), "reference": info.get("reference"),
                             "higher_is_better": info.get("higher_is_better", True),

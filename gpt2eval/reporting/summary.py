@@ -26,7 +26,7 @@ def with_ci(record: dict | None) -> str:
     if not record:
         return ""
     value, iv = record["value"], record.get("interval") or {}
-    if "ci_low" not in iv:
+    if value is None or iv.get("ci_low") is None:  # no interval, or a null one (a value that is not finite)
         return num(value)
     lo, hi = iv["ci_low"], iv["ci_high"]
     if abs((value - lo) - (hi - value)) <= 0.01 * max(hi - lo, 1e-12):
