@@ -14,7 +14,8 @@ from pathlib import Path
 
 from . import __version__
 from .api import uncertainty
-from .distributed import workers as distributed
+from .distributed.group import Group, join
+from .distributed.watch import guarded
 from .cache.store import ResultCache
 from .reporting.compare import comparison_rows, format_table, load_references, write_csv
 from .api.data import DataSource
@@ -122,27 +123,30 @@ def evaluate(cfg: RunConfig, log=print) -> list[dict]:
         if not ds.examples:
             raise UserError(f"task {task.name}: the data has no examples")
         datasets[task.name] = ds
-    cache = ResultCache(cfg.cache) if cfg.cache else None  # before any model too: a bad file fails cheap
+    group = join()  # under torchrun: this worker's place among the workers; else a group of one
+    cache = None
     try:
-        workers = distributed.start(cache, cfg.output, log)  # None: one process (not under torchrun)
-        with distributed.guarded(workers, cache):
-            return evaluate_models(cfg, datasets, cache, log, workers)
+        with guarded(group):  # a worker that fails or dies: one line, from rank 0
+            # Before any model too: a bad file fails cheap. Rank 0 alone keeps the answers (every
+            # worker's reach it over the process group): no file is shared between nodes.
+            cache = ResultCache(cfg.cache) if cfg.cache and group.rank == 0 else None
+            return evaluate_models(cfg, datasets, cache, group, log)
     finally:
         if cache is not None:
             cache.close()  # also on Ctrl-C: every finished batch is already committed
 
 
-def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, log=print,
-                    workers: distributed.Workers | None = None) -> list[dict]:
+def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, group: Group,
+                    log=print) -> list[dict]:
     refs = load_references()
     all_rows, all_results = [], []
-    writer = workers is None or workers.rank == 0  # under torchrun the others only compute their share
+    writer = group.rank == 0  # under torchrun the others only compute their share
     if not writer:
         log = lambda msg: None  # noqa: E731 - rank 0 speaks for the run
-    for model_index, (model_name, out) in enumerate(run_dirs(cfg)):
+    for model_name, out in run_dirs(cfg):
         model_id = SIZES[model_name][0] if model_name in SIZES else model_name
         log(f"loading {model_id} ({cfg.dtype})")
-        lm = load(model_id, device=workers.device(cfg.device) if workers else cfg.device, dtype=cfg.dtype)
+        lm = load(model_id, device=group.device(cfg.device), dtype=cfg.dtype)
         model_cache = None
         if cache is not None:
             v = versions()
@@ -153,9 +157,7 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
                 log(note)
         engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed,
                         progress=cfg.progress and writer, cache=model_cache, log=log,
-                        budgets=previous_budgets(out, lm))
-        if workers:
-            workers.attach(engine, lm.fingerprint)
+                        budgets=previous_budgets(out, lm), group=group)
         for task in cfg.tasks:  # all checked before any runs: never fail after hours of another task
             if engine.window < task.min_context:
                 raise UserError(f"model {model_id} has a {engine.window}-token context but task {task.name} "
@@ -165,10 +167,9 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
                    "model": {**lm.describe(), **reference_size(lm, model_name, cfg.reference_size)},
                    "settings": {**cfg.settings, "limit": cfg.limit, "batch_size": cfg.batch_size, "seed": cfg.seed},
                    "cache": model_cache.stats if model_cache else None,  # live counters, current at each write
-                   "workers": workers.world if workers else 1, "tasks": {}}
+                   "workers": group.world_size, "tasks": {}}
         for task in cfg.tasks:
-            task_result = run_task(task, datasets[task.name], engine, cfg.limit, out, log, workers,
-                                   f"{model_index}/{task.name}")
+            task_result = run_task(task, datasets[task.name], engine, cfg.limit, out, log)
             if writer:
                 results["tasks"][task.name] = task_result
                 results["engine"] = engine.describe()  # token budgets (computed once per run) and caps
@@ -211,19 +212,18 @@ def free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
-             workers: distributed.Workers | None = None, task_key: str = "") -> dict | None:
+def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log) -> dict | None:
     examples = ds.examples[:limit] if limit else ds.examples
     requests = task.requests(examples)
     before = replace(engine.stats)
     t0 = time.perf_counter()
     results = engine.run(requests, desc=task.name)
     spent = engine.stats.since(before)
-    counts = {k: getattr(spent, k) for k in ("items_computed", "tokens_forwarded", "decode_tokens", "decode_forwarded")}
-    if workers and workers.rank != 0:  # rank 0 has (or will read) every answer, and scores the task
-        workers.record(task_key, counts)
+    counts = {k: getattr(spent, k) for k in ("items_computed", "tokens_forwarded", "decode_tokens", "decode_forwarded",
+                                             "prefill_tokens", "oom_retries")}
+    by_worker = engine.group.gather(counts)  # every worker's share of the work (torchrun)
+    if engine.group.rank != 0:  # rank 0 has every answer, scores the task and writes the outputs
         return None
-    by_worker = workers.counts_by_worker(task_key, counts) if workers else [counts]
     wall = time.perf_counter() - t0
     scored = task.score(examples, results)
     pairs = uncertainty.variant_pairs({m: i.reference for m, i in task.metrics.items()}, scored.spread)
@@ -251,8 +251,9 @@ def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path, log,
             "items_cached": spent.items_cached,
             "items_computed": sum(c["items_computed"] for c in by_worker),
             "items_computed_by_worker": [c["items_computed"] for c in by_worker],
-            "oom_retries": spent.oom_retries,
-            "prefill_tokens": spent.prefill_tokens,
+            "tokens_forwarded_by_worker": [c["tokens_forwarded"] for c in by_worker],
+            "oom_retries": sum(c["oom_retries"] for c in by_worker),
+            "prefill_tokens": sum(c["prefill_tokens"] for c in by_worker),
             # every position run through the model = prompt positions (scoring + prefill) + decode steps;
             # decode_tokens: the decode-step positions the answers needed (rows still decoding);
             # decode_forwarded: those computed (fewer where rows of one context agree, decode.py);
