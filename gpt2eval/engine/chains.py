@@ -12,15 +12,23 @@ failure costs the others at most one chunk.
 from __future__ import annotations
 
 EXCHANGE_CHAINS = 16  # chains per worker between two exchanges: few waits, little lost on a failure
+CUT_SHARE = 32  # a chain is cut where the prefixes it carries cost at most 1/32 of the next batch's work
 
 
-def chains(batches, prefix=None) -> list[list]:
-    """Batches as chains: a batch joins the previous batch's chain when it continues one of that
-    batch's shared prefixes (`prefix(element)`); without `prefix`, each batch is a chain."""
-    out, previous = [], set()
+def chains(batches, shared=None) -> list[list]:
+    """Batches as chains. A batch joins the previous batch's chain when it continues some of that
+    batch's shared prefixes (`shared(element)` -> (its prefix, the prefix's tokens, its own
+    tokens)). The exception: forwarding those prefixes again costs at most 1/CUT_SHARE of what the
+    batch forwards anyway (its own tokens, and each prefix once). Then the batch starts a chain of
+    its own, in one process too, and may go to another worker. So a prefix that every request
+    shares (Natural Questions' example pairs) costs a few percent more per batch, but does not put
+    the whole task on one worker. Without `shared`, each batch is a chain."""
+    out, previous = [], {}
     for batch in batches:
-        prefixes = {prefix(u) for u in batch} if prefix else set()
-        if prefixes & previous:
+        parts = [shared(u) for u in batch] if shared else []
+        prefixes = {prefix: n for prefix, n, _ in parts}
+        carried = sum(prefixes[p] for p in prefixes.keys() & previous.keys())
+        if carried and carried * CUT_SHARE > sum(own for _, _, own in parts) + sum(prefixes.values()):
             out[-1].append(batch)
         else:
             out.append([batch])

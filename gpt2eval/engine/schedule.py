@@ -97,7 +97,12 @@ class Scheduler:
         self.stats.items_cached += len(items) - len(todo)
         bar = tqdm(total=sum(len(it.targets) for _, it in todo), desc=desc or "scoring", unit="tok", unit_scale=True,
                    disable=not self.progress or not todo, leave=False)
-        targets = lambda batch: sum(len(it.targets) for _, it in batch)  # noqa: E731
+        progress = [len(done)]
+
+        def targets(batch: list) -> int:  # a batch's progress in target tokens; the postfix counts items
+            progress[0] += len(batch)
+            bar.set_postfix_str(f"{progress[0]}/{len(set(keys))} items", refresh=False)
+            return sum(len(it.targets) for _, it in batch)
         groups, alone = [], list(range(len(todo)))
         if score_groups is not None:
             shareable = [j for j, (k, _) in enumerate(todo) if k not in kept]
@@ -117,8 +122,9 @@ class Scheduler:
             answers = self.split_on_oom(batch, lambda part: score_groups(
                 [(prefix, [it for _, it in members]) for prefix, members in part], carry), "score", self._group_shape)
             return dict(zip([k for _, members in batch for k, _ in members], [a for per in answers for a in per]))
-        group_batches = self.batches(self._fit(groups), self._group_shape, "score")
-        done.update(self._compute(chains(group_batches, lambda g: g[0]), self._group_shape, grouped,
+        group_chains = chains(self.batches(self._fit(groups), self._group_shape, "score"), lambda g: (
+            g[0], len(g[0]), sum(len(it.input_ids) - len(g[0]) for _, it in g[1])))
+        done.update(self._compute(group_chains, self._group_shape, grouped,
                                   lambda batch: sum(targets(members) for _, members in batch), bar))
         bar.close()
         return done
@@ -174,14 +180,15 @@ class Scheduler:
         def decode(batch: list, carry: dict) -> dict:
             return {r.key: a for r, a in zip(batch, self.split_on_oom(batch, lambda part: decode_batch(part, carry),
                                                                       "generate", shape))}
-        batches = chains(self.batches(sharers, shape, "generate"), lambda r: r.prefix)
-        batches += chains(self.batches(alone, shape, "generate"))
-        done = self._compute(batches, shape, decode, len, bar)
+        batch_chains = chains(self.batches(sharers, shape, "generate"),
+                              lambda r: (r.prefix, r.n_shared, r.width - r.n_shared))
+        batch_chains += chains(self.batches(alone, shape, "generate"))
+        done = self._compute(batch_chains, shape, decode, len, bar)
         bar.close()
         return done
 
     def _compute(self, batch_chains: list[list], shape, compute, count, bar) -> dict:
-        """chains.compute_chains with this scheduler's budget unit (padded tokens), cache and bar."""
+        """chains.compute_chains with this scheduler's costs (padded tokens), cache and progress bar."""
         return compute_chains(self.group, batch_chains, lambda batch: padded_tokens([shape(u) for u in batch]),
                               compute, self.store, lambda batch: bar.update(count(batch)))
 
