@@ -1,6 +1,7 @@
 """Data parallelism under torchrun (gloo, CPU): workers give what one process gives, bit for bit, and
 forward the tokens it forwards; no folder is shared between nodes; a killed worker, on either node,
-is named in one line within the documented bound, and the rerun resumes to the same outputs.
+is named in one line within the documented bound, and the rerun resumes to the same outputs; a
+frozen worker stops the run when an exchange times out.
 
 The process tests run the real CLI under `python -m torch.distributed.run` on the tiny random model:
 lambada (log-likelihoods and the stop-word decodes continued from them), wikitext2 (rolling
@@ -31,11 +32,15 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFF
        "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 TASKS = "lambada,wikitext2,cbt_cn,cnn_dailymail"
 
-# Fault injection, in the test alone: run_eval.py under a wrapper whose worker of rank K SIGKILLs
-# itself after its N-th scored batch (after writing the time to the stamp file).
-KILLER = '''
+# Fault injection, in the test alone: run_eval.py under a wrapper whose worker of rank K sends
+# itself SIGNAL (KILL: it dies; STOP: it freezes, its connections open) after its N-th scored batch,
+# after writing the time to the stamp file; every worker's exchanges time out after TIMEOUT seconds.
+FAULT = '''
 import os, runpy, signal, sys, time
-rank, after, stamp = sys.argv[1:4]
+from datetime import timedelta
+rank, after, sig, stamp, timeout = sys.argv[1:6]
+from gpt2eval.distributed import group
+group.EXCHANGE_TIMEOUT = timedelta(seconds=float(timeout))
 if os.environ.get("RANK") == rank:
     from gpt2eval.engine import forward
     real, calls = forward.score_batch, []
@@ -45,10 +50,10 @@ if os.environ.get("RANK") == rank:
         calls.append(1)
         if len(calls) == int(after):
             open(stamp, "w").write(repr(time.time()))
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), getattr(signal, "SIG" + sig))
         return out
     forward.score_batch = score_batch  # before gpt2eval.engine.engine imports it
-sys.argv = sys.argv[4:]
+sys.argv = sys.argv[6:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 '''
 
@@ -60,13 +65,14 @@ def cli_args(model_dir) -> list[str]:
             "--output", "out", "--cache", "cache.sqlite"]
 
 
-def killed(args: list[str], kill: str | None, folder: Path) -> list[str]:
-    """args, run under the KILLER wrapper when `kill` ("RANK:N") is given."""
-    if not kill:
+def faulty(args: list[str], fault: str | None, folder: Path) -> list[str]:
+    """args, run under the FAULT wrapper when `fault` ("RANK:N:SIGNAL[:TIMEOUT]") is given."""
+    if not fault:
         return args
-    wrapper = folder.parent / "killer.py"
-    wrapper.write_text(KILLER)
-    return [str(wrapper), *kill.split(":"), str(folder.parent / "killed-at"), *args]
+    wrapper = folder.parent / "fault.py"
+    wrapper.write_text(FAULT)
+    rank, after, sig, *timeout = fault.split(":")
+    return [str(wrapper), rank, after, sig, str(folder.parent / "fault-at"), *(timeout or ["1800"]), *args]
 
 
 def run_one(model_dir, folder: Path) -> subprocess.CompletedProcess:
@@ -75,11 +81,11 @@ def run_one(model_dir, folder: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
-def run_standalone(model_dir, folder: Path) -> subprocess.CompletedProcess:
+def run_standalone(model_dir, folder: Path, fault: str | None = None) -> subprocess.CompletedProcess:
     """Two workers on one node (torchrun --standalone), in one folder."""
     folder.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           "--monitor-interval=0.1", *cli_args(model_dir)]
+           "--monitor-interval=0.1", *faulty(cli_args(model_dir), fault, folder)]
     return subprocess.run(cmd, env=ENV, cwd=folder, capture_output=True, text=True, timeout=600)
 
 
@@ -89,7 +95,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_two_nodes(model_dir, root: Path, kill: str | None = None) -> dict[str, dict]:
+def run_two_nodes(model_dir, root: Path, fault: str | None = None) -> dict[str, dict]:
     """Two torchrun launches, "a" (rank 0) and "b" (rank 1), each in root/a or root/b: their return
     code, stderr and the time each ended."""
     port, procs = free_port(), {}
@@ -98,7 +104,7 @@ def run_two_nodes(model_dir, root: Path, kill: str | None = None) -> dict[str, d
         folder.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
                "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=test", f"--local-addr={addr}",
-               "--monitor-interval=0.1", *killed(cli_args(model_dir), kill, folder)]
+               "--monitor-interval=0.1", *faulty(cli_args(model_dir), fault, folder)]
         procs[node] = subprocess.Popen(cmd, env=ENV, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        text=True)
     ended = {}
@@ -180,8 +186,8 @@ def test_two_nodes_share_no_folder(tiny_model_dir, one_process, tmp_path):
 def test_a_killed_worker_on_either_node_is_named_and_the_rerun_resumes(tiny_model_dir, one_process, tmp_path):
     bound = HARD_EXIT_S + STOP_WAIT_S  # watch.py: named within one batch, at most HARD_EXIT_S after the news
     # Rank 1 (node b) is SIGKILLed after its second scored batch: rank 0 names it.
-    ran = run_two_nodes(tiny_model_dir, tmp_path, kill="1:2")
-    killed_at = float((tmp_path / "killed-at").read_text())
+    ran = run_two_nodes(tiny_model_dir, tmp_path, fault="1:2:KILL")
+    killed_at = float((tmp_path / "fault-at").read_text())
     assert ran["a"]["rc"] != 0 and ran["b"]["rc"] != 0
     lines = error_lines(ran["a"]["stderr"]) + error_lines(ran["b"]["stderr"])
     assert len(lines) == 1 and lines == error_lines(ran["a"]["stderr"]), ran["a"]["stderr"][-3000:]
@@ -192,9 +198,9 @@ def test_a_killed_worker_on_either_node_is_named_and_the_rerun_resumes(tiny_mode
 
     # The rerun resumes; this time rank 0 (node a) is SIGKILLed after its second scored batch: rank 1
     # names it.
-    (tmp_path / "killed-at").unlink()
-    ran = run_two_nodes(tiny_model_dir, tmp_path, kill="0:2")
-    killed_at = float((tmp_path / "killed-at").read_text())
+    (tmp_path / "fault-at").unlink()
+    ran = run_two_nodes(tiny_model_dir, tmp_path, fault="0:2:KILL")
+    killed_at = float((tmp_path / "fault-at").read_text())
     lines = error_lines(ran["a"]["stderr"]) + error_lines(ran["b"]["stderr"])
     assert len(lines) == 1 and lines == error_lines(ran["b"]["stderr"]), ran["b"]["stderr"][-3000:]
     assert "worker rank 0 died without a word" in lines[0]
@@ -207,6 +213,20 @@ def test_a_killed_worker_on_either_node_is_named_and_the_rerun_resumes(tiny_mode
     tasks = results(tmp_path / "a")["tasks"].values()
     assert sum(t["items_cached"] for t in tasks) > 0
     assert cache_rows(tmp_path / "a") == cache_rows(one_process)
+
+
+def test_a_stuck_worker_stops_the_run_when_an_exchange_times_out(tiny_model_dir, tmp_path):
+    """A frozen worker (SIGSTOP: alive, its connections open) sends no news: rank 0's exchange gives
+    up after the exchange timeout (here 15 s) and says so in one line; nothing waits longer."""
+    started = time.time()
+    done = run_standalone(tiny_model_dir, tmp_path / "run", fault="1:2:STOP:15")
+    frozen_at = float((tmp_path / "fault-at").read_text())
+    assert done.returncode != 0
+    assert len(error_lines(done.stderr)) == 1, done.stderr[-3000:]
+    assert "an exchange between the workers failed" in error_lines(done.stderr)[0]
+    assert "a worker is stuck or unreachable" in error_lines(done.stderr)[0]
+    # torchrun then stops the frozen worker (SIGKILL after its own 30 s grace)
+    assert frozen_at > started and time.time() - frozen_at < 15 + 2 * STOP_WAIT_S + 30 + 15
 
 
 # ---- the pieces, in one process -------------------------------------------------------------

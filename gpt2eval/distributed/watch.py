@@ -19,9 +19,11 @@ exchange, the watch prints the line and ends the process. A worker that is alive
 unreachable without a closed connection, is caught when an exchange times out
 (group.EXCHANGE_TIMEOUT).
 
-A process ends only after both of its messages have passed. If it exited while a receive was
-still pending, the receive could wake up during interpreter shutdown and abort the process. When
-a peer stays silent past the waits below, the process ends through os._exit after its line.
+A process ends normally only after both of its messages have passed. If it exited while a receive
+was still pending, the receive could wake up during interpreter shutdown and abort the process.
+So a process that stops while its peer's message has not come (the peer is still in a batch, or
+blocked in an exchange with this process) ends through os._exit, after its line. It does not wait
+for that peer.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from ..errors import UserError
 DONE, FAILED, STOPPED, STOP = 1, 2, 3, 4
 WORDS = {DONE: "done", FAILED: "failed", STOPPED: "stopped", STOP: "stop"}
 MESSAGE_BYTES = 1024  # code, length (2 bytes), UTF-8 text
-STOP_WAIT_S = 5.0  # after a stop: how long rank 0 waits for the workers' news, to say who and why
+STOP_WAIT_S = 5.0  # after a stop: how long to wait for the news that says who stopped and why
 HARD_EXIT_S = 30.0  # bad news that the main thread has not acted on by then ends the process here
 FINISH_WAIT_S = 60.0  # at the end of a run: how long each side waits for the other's last message
 RESUME = ("finished batches are in rank 0's result cache; run the same command again (with any number of workers) "
@@ -121,12 +123,10 @@ class Watch:
             return False
 
     def _last_word(self, code: int) -> None:
-        """Rank 0: its word to every worker still there, then their news (each worker answers
-        "stop" at its next batch, or its own watch ends it within HARD_EXIT_S)."""
+        """Rank 0: its word to every worker still there."""
         for peer in self.peers:
             if self.news.get(peer, ("",))[0] != "died":
                 self._send(peer, code)
-        self._wait(self.settled, HARD_EXIT_S + STOP_WAIT_S)
 
     def _line(self, error: BaseException) -> str | None:
         """The one line that names why the run stopped, when another worker is the reason."""
@@ -156,9 +156,10 @@ class Watch:
             line = self._line(error) if stopped else None  # rank 0's own failure is reported as it is
             self._last_word(STOP)
             return WorkerFailed(line) if line else error
-        told = self._send(0, STOPPED) if stopped else self._send(0, FAILED, _first_line(error))
-        self._wait(self.settled, HARD_EXIT_S + STOP_WAIT_S)  # rank 0's word, or its end
-        if not stopped and not told:  # rank 0 is gone: this worker reports its own failure
+        if self._send(0, STOPPED) if stopped else self._send(0, FAILED, _first_line(error)):
+            return SystemExit(130 if isinstance(error, KeyboardInterrupt) else 1)  # rank 0 speaks for the run
+        self._wait(self.settled, STOP_WAIT_S)  # rank 0 did not take the word: is it gone?
+        if not stopped:  # this worker reports its own failure
             return error
         line = self._line(error)
         return WorkerFailed(line) if line else SystemExit(130 if isinstance(error, KeyboardInterrupt) else 1)
@@ -196,11 +197,14 @@ def guarded(group):
         yield
     except BaseException as e:
         error = watch.verdict(e)
-        if not watch.settled():  # a peer stayed silent: end here rather than risk an abort at shutdown
+        if not watch.settled():  # a peer is still busy or stuck: end here rather than risk an abort at shutdown
             if isinstance(error, SystemExit):
                 watch.exit_now(None, error.code)
+            if isinstance(error, KeyboardInterrupt):
+                print(f"interrupted: {RESUME}", file=sys.stderr)
+                watch.exit_now(None, 130)
             watch.exit_now(str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {_first_line(error)}",
-                           2 if isinstance(error, UserError) else 130 if isinstance(error, KeyboardInterrupt) else 1)
+                           2 if isinstance(error, UserError) else 1)
         raise error from None
     else:
         watch.finish()
