@@ -67,9 +67,6 @@ def git_commit() -> str | None:
         return None
 
 
-run_dirs = run_folder.run_dirs  # one model writes to --output; several to --output/<size or name> each
-
-
 def reference_size(lm, model_name: str, override: str | None) -> dict:
     """Which paper size the comparison uses: the asked-for size, else the matching shape, else
     --reference-size (recorded, so a table never passes off a custom model as a paper size)."""
@@ -156,7 +153,7 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, g
     writer = group.rank == 0  # under torchrun the others only compute their share
     if not writer:
         log = lambda msg: None  # noqa: E731 - rank 0 speaks for the run
-    for model_name, out in run_dirs(cfg):
+    for model_name, out in run_folder.run_dirs(cfg):  # one model: --output; several: --output/<size or name>
         model_id = SIZES[model_name][0] if model_name in SIZES else model_name
         lm = load_model(model_id, cfg, group.device(cfg.device), log)
         results = evaluate_model(lm, cfg, datasets, cache, out, log, group, model_name, skipped, earlier.get(out))
