@@ -26,7 +26,7 @@ import pytest
 from conftest import DATA, REPO
 from gpt2eval.distributed.group import Group
 from gpt2eval.distributed.watch import HARD_EXIT_S, STOP_WAIT_S
-from gpt2eval.engine.chains import CUT_SHARE, EXCHANGE_CHAINS, chains, compute_chains, deal
+from gpt2eval.engine.chains import CUT_SHARE, EXCHANGE_CHAINS, chains, compute_chains, deal, pooled
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
        "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -240,6 +240,15 @@ def test_a_batch_continuing_a_costly_prefix_joins_its_chain():
     # than tie the batches to one worker; S's 100 are more than 1/CUT_SHARE of 110
     assert 10 * CUT_SHARE <= 2 * 200 + 10 + 10 and 100 * CUT_SHARE > 110
     assert chains(batches) == [[b] for b in batches]  # no shared prefix: every batch alone
+
+
+def test_scored_batches_pool_into_chains_up_to_the_limit_of_their_decodes():
+    batches = [["a"], ["b"], ["c"], ["d"], ["e"]]
+    cost = {"a": 50, "b": 40, "c": 20, "d": 90, "e": 300}
+    # a+b fit 100; c would pass it; d starts its own; e is over the limit alone, but still a chain
+    assert pooled(batches, lambda b: cost[b[0]], 100) == [[["a"], ["b"]], [["c"]], [["d"]], [["e"]]]
+    assert pooled(batches, lambda b: cost[b[0]], 0) == [[b] for b in batches]
+    assert pooled(batches, lambda b: 0, 0) == [batches]  # nothing to decode: nothing to wait for
 
 
 def test_the_deal_gives_each_chain_to_one_worker_costliest_first_to_the_least_loaded():

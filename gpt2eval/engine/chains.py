@@ -1,7 +1,8 @@
 """Chains of batches, and which worker computes each: the scheduler's work shared among workers.
 
 A chain is a run of consecutive batches that hand state on from one to the next (a shared prefix's
-keys/values: `carry`), or a single batch. Each chain starts with an empty carry, so its answers do
+keys/values: `carry`; the contexts kept for decodes, which run after the chain's last batch:
+`pooled`), or a single batch. Each chain starts with an empty carry, so its answers do
 not depend on which worker computes it or on what that worker computed before. One process
 computes every chain in order. Under torchrun, every worker forms the same chains and deals them
 the same way (`deal`). Each worker computes its own chains, and after every chunk of
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 EXCHANGE_CHAINS = 16  # chains per worker between two exchanges: few waits, little lost on a failure
 CUT_SHARE = 32  # a chain is cut where the prefixes it carries cost at most 1/32 of the next batch's work
+POOL_CHAINS = 8  # scored batches are pooled for their decodes into chains of at most 1/8 of the decode work
 
 
 def chains(batches, shared=None) -> list[list]:
@@ -33,6 +35,23 @@ def chains(batches, shared=None) -> list[list]:
         else:
             out.append([batch])
         previous = prefixes
+    return out
+
+
+def pooled(batches, cost, limit: int) -> list[list]:
+    """Consecutive batches as chains whose summed cost(batch) stays within `limit` (a batch alone
+    may exceed it). The scored batches whose forwards keep contexts for decodes: the decodes wait
+    for the chain's last batch, so they run in generation batches as full as the limit allows,
+    whatever the scoring budget (on CPU a scoring batch's decodes fill about a quarter of one)."""
+    out, total = [], 0
+    for batch in batches:
+        c = cost(batch)
+        if out and total + c <= limit:
+            out[-1].append(batch)
+            total += c
+        else:
+            out.append([batch])
+            total = c
     return out
 
 

@@ -155,7 +155,8 @@ class Engine:
             self.stats.add(out.counts)
             return out.answers
         answers = self.scheduler.score(items, batch, desc=desc, score_groups=groups if self.share_prefixes else None,
-                                       kept=keep, decode_kept=context.decode if context is not None else None)
+                                       kept=context.decode_tokens if context is not None else {},
+                                       decode_kept=context.decode if context is not None else None)
         if context is not None:  # the decodes every worker continued from its scored batches
             context.answered = {k: answers[k] for k in context.keys if k in answers}
         return [answers[it.key()] for it in items]
@@ -174,9 +175,10 @@ class ContextDecodes:
     values of its context and the logits at its last position); its prompt is not forwarded again.
 
     `keep` {item key: context length}: the items whose forward keeps its context. `add_seeds` takes
-    what a scored batch kept, and `decode` decodes it right after that batch, on the worker that
-    scored it: a scored batch and its decodes are one chain (chains.py), whatever the number of
-    workers. `answered` {generation key: answer}: what was decoded, by every worker (Engine.score)."""
+    what a scored batch kept, and `decode` decodes what the batches of a chain kept after its last
+    batch, on the worker that scored them: consecutive scored batches are pooled into one chain
+    until their decodes (`decode_tokens`) fill a generation batch (chains.pooled), the same chains
+    whatever the number of workers. `answered` {generation key: answer}: what was decoded, by every worker (Engine.score)."""
 
     def __init__(self, scheduler: Scheduler, decode, items: list[ScoreItem], gens: list[Generation],
                  prompts: list[Prompt], keys: list[str], cached: set[str]):
@@ -194,6 +196,8 @@ class ContextDecodes:
             if ctx in waiting and it.key() not in self.paired:
                 self.paired[it.key()] = waiting.pop(ctx)
         self.keep = {k: len(prompts[js[0]].ids) for k, js in self.paired.items()}
+        # {item key: the padded tokens of the decodes that continue its forward}: how chains pool them
+        self.decode_tokens = {k: sum(self._shape((j, None))[0][1] for j in js) for k, js in self.paired.items()}
         self.pending: list[tuple[int, object]] = []  # (generation, seed) of the batch being scored
         self.answered: dict[str, dict] = {}
 

@@ -14,8 +14,8 @@ an out-of-memory error lowers (in tokens) for the rest of the run.
 Chains and workers. Batches are grouped into chains. A chain is a run of consecutive batches that
 hand state on from one to the next (a shared prefix's keys/values), or a single batch. A chain
 starts with empty state (`carry`), so its answers do not depend on which worker computes it, or on
-what that worker computed before. A scored batch's context decodes belong to its chain
-(engine.ContextDecodes). Under torchrun (`group`, distributed/group.py) every worker forms the same
+what that worker computed before. Scored batches whose forwards keep contexts for decodes are
+pooled into chains, and their decodes run after the chain's last batch (engine.ContextDecodes). Under torchrun (`group`, distributed/group.py) every worker forms the same
 chains from the same work. Each chain goes to one worker (`deal`), and the workers exchange their
 answers after each chunk of chains. Nothing is forwarded twice, and the answers are one process's,
 bit for bit.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .chains import chains, compute_chains
+from .chains import POOL_CHAINS, chains, compute_chains, pooled
 from .encode import prefix_groups
 from .stats import EngineStats
 from ..distributed.group import Group
@@ -86,10 +86,11 @@ class Scheduler:
         """{key: (logprobs, greedy flags)} of every item; cached items are not recomputed.
 
         score_batch(items) answers one batch. With `score_groups(groups, carry)`, items sharing a
-        prefix (encode.prefix_groups) are answered in groups, the prefix forwarded once. kept: the
-        keys of the items whose forward keeps its context's keys/values for a decode: never
-        grouped, and weighed heavier in the budget. decode_kept() -> {key: answer}: the decodes of
-        what a scored batch kept, right after it (their answers are in the result too)."""
+        prefix (encode.prefix_groups) are answered in groups, the prefix forwarded once. kept {key:
+        the padded tokens of the decodes that continue its forward}: the items whose forward keeps
+        its context's keys/values for a decode: never grouped, and weighed heavier in the budget.
+        decode_kept() -> {key: answer}: the decodes of what the scored batches kept, run after the
+        last batch of their chain (chains.pooled); their answers are in the result too."""
         keys = [it.key() for it in items]
         done = self.cached(keys)
         todo = sorted({k: it for k, it in zip(keys, items) if k not in done}.items(),
@@ -109,10 +110,22 @@ class Scheduler:
         kv_weight = 2 if self.device.type == "cuda" else 1  # kept keys/values about double a row's memory
         shape = lambda kv: [(1, len(kv[1].input_ids) * (kv_weight if kv[0] in kept else 1))]  # noqa: E731
 
+        single_chains = chains(self.batches(singles, shape, "score"))
+        if decode_kept is not None:  # pooled: a chain's decodes fill a generation batch, and there are
+            # enough chains to share among workers (the same chains whatever their number)
+            decodes = lambda batch: sum(kept.get(k, 0) for k, _ in batch)  # noqa: E731
+            total = sum(decodes(chain[0]) for chain in single_chains)
+            single_chains = pooled([chain[0] for chain in single_chains], decodes,
+                                   min(self._shaping("generate")[0], total // POOL_CHAINS))
+        ends = {id(chain[-1]) for chain in single_chains}
+
         def single(batch: list, carry: dict) -> dict:
             answers = self.split_on_oom(batch, lambda part: score_batch([it for _, it in part]), "score", shape)
-            return {**dict(zip([k for k, _ in batch], answers)), **(decode_kept() if decode_kept else {})}
-        done.update(self._compute(chains(self.batches(singles, shape, "score")), shape, single, len, bar))
+            fresh = dict(zip([k for k, _ in batch], answers))
+            if decode_kept is not None and id(batch) in ends:  # the chain's decodes, after its last batch
+                fresh.update(decode_kept())
+            return fresh
+        done.update(self._compute(single_chains, shape, single, len, bar))
 
         def grouped(batch: list, carry: dict) -> dict:
             answers = self.split_on_oom(batch, lambda part: score_groups(
