@@ -110,13 +110,13 @@ class Scheduler:
         kv_weight = 2 if self.device.type == "cuda" else 1  # kept keys/values about double a row's memory
         shape = lambda kv: [(1, len(kv[1].input_ids) * (kv_weight if kv[0] in kept else 1))]  # noqa: E731
 
-        single_chains = chains(self.batches(singles, shape, "score"))
+        batches = list(self.batches(singles, shape, "score"))
+        single_chains = chains(batches)
         if decode_kept is not None:  # pooled: a chain's decodes fill a generation batch, and there are
             # enough chains to share among workers (the same chains whatever their number)
             decodes = lambda batch: sum(kept.get(k, 0) for k, _ in batch)  # noqa: E731
-            total = sum(decodes(chain[0]) for chain in single_chains)
-            single_chains = pooled([chain[0] for chain in single_chains], decodes,
-                                   min(self._shaping("generate")[0], total // POOL_CHAINS))
+            limit = min(self._shaping("generate")[0], sum(map(decodes, batches)) // POOL_CHAINS)
+            single_chains = pooled(batches, decodes, limit)
         ends = {id(chain[-1]) for chain in single_chains}
 
         def single(batch: list, carry: dict) -> dict:
