@@ -10,7 +10,7 @@ training from scratch) and is scored as nanoGPT scores it (exact GELU, all 50,30
 file (version 3, float32) as llm.c does (tanh GELU, 50,257 rows). `unfused` is the nanoGPT file with
 a no-op forward hook on the model, which turns the fused forward and decode off (forward.fused_gpt2):
 what the checkpoint would cost without them. Each repeat runs every variant once, in turn; the
-table gives the best and the median of the task's wall time (runner.run_task: every request of
+table gives the best and the median of the task's wall time (task_run.run_task: every request of
 `--limit` passages, the target's log-likelihood and both stop-word decodes), the median CPU time of
 the process over the task (all its threads), and the load time. On a machine shared with other work
 the wall time says little: on this project's 2 shared cores one and the same run took from 0.7 s to
@@ -67,7 +67,7 @@ def run_once(name: str, path: Path, args, task, ds) -> dict:
     from gpt2eval.engine.engine import Engine
     from gpt2eval.engine.forward import fused_gpt2
     from gpt2eval.models.load import load
-    from gpt2eval.runner import run_task
+    from gpt2eval.task_run import run_task
     t0 = time.perf_counter()
     lm = load(str(path), device=args.device, tokenizer=None if name == "hf" else args.tokenizer)
     loaded = time.perf_counter() - t0

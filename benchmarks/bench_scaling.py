@@ -1,17 +1,20 @@
-"""Scaling efficiency of torchrun data parallelism: work per second with N workers against one.
+"""Scale-out under torchrun: tokens forwarded and wall time, one worker against N, task by task.
 
     python benchmarks/bench_scaling.py --data-dir ../shared/data --tokenizer ../shared/tokenizers/gpt2 \
-        [--tasks lambada,wikitext2] [--limit 40] [--n-layer 4 --n-embd 256] [--workers 2] [--out DIR]
+        [--tasks lambada,wikitext2,cbt_cn,cnn_dailymail] [--limit 40] [--n-layer 4 --n-embd 256] \
+        [--workers 2] [--out DIR]
 
-It writes a randomly initialised GPT-2 (its numbers are meaningless), then runs the real CLI on it:
+It writes a randomly initialised GPT-2 (its numbers are meaningless), then runs the real CLI on it,
+each with --no-cache:
   - one plain process with one thread per worker's share of the machine (the unit a worker gets:
     a GPU, or here cores / N),
   - `python -m torch.distributed.run --nproc-per-node N` with the same threads per worker,
-  - one plain process with all the threads (what a single user process gets on this machine),
-each with --no-cache, and checks that the first two give identical comparison.csv files. Work is the tokens
-forwarded by all workers (results.json); its rate is over the tasks' wall time on rank 0, which
-includes rank 0's wait for the others' answers but not process start-up and model loading, which
-the end-to-end wall time (also printed) does include. Efficiency = rate(N workers) / (N x rate(one)).
+  - one plain process with all the threads (what a single user process gets on this machine).
+For each task it prints the tokens forwarded by one process and by the N workers together (their
+ratio must stay within 1.05: no work is done twice), each worker's share and how far the busiest
+worker is above an equal share ("spread", in tokens forwarded), and the task's wall time
+on rank 0 (model work, the workers' exchanges and scoring; not start-up and model loading, which
+the end-to-end time includes). It checks that the runs' comparison.csv files are identical.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+MAX_RATIO = 1.05  # tokens forwarded by all workers / by one process, on every task (issue 24)
 
 
 def run(label: str, launcher: list[str], threads: int, args, model: Path, out: Path) -> dict:
@@ -38,21 +42,24 @@ def run(label: str, launcher: list[str], threads: int, args, model: Path, out: P
     if done.returncode != 0:
         sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
     res = json.loads((out / "results.json").read_text())
-    tasks = res["tasks"].values()
-    tokens = sum(t["tokens_forwarded"] for t in tasks)
-    wall = sum(t["wall_s"] for t in tasks)
-    return {"label": label, "workers": res["workers"], "threads_per_worker": threads, "tokens": tokens,
-            "items": sum(t["items_computed"] for t in tasks),
-            "items_by_worker": [sum(t["items_computed_by_worker"][r] for t in tasks) for r in range(res["workers"])],
-            "tasks_wall_s": wall, "tokens_per_s": tokens / wall, "end_to_end_s": end_to_end,
+    return {"label": label, "workers": res["workers"], "threads_per_worker": threads, "end_to_end_s": end_to_end,
+            "tasks": {name: {"tokens": t["tokens_forwarded"], "by_worker": t["tokens_forwarded_by_worker"],
+                             "items_by_worker": t["items_computed_by_worker"], "wall_s": t["wall_s"]}
+                      for name, t in res["tasks"].items()},
             "comparison": (out / "comparison.csv").read_text()}
+
+
+def spread(by_worker: list[int]) -> float:
+    """How far the busiest worker's tokens are above an equal share, in percent (0: equal)."""
+    mean = sum(by_worker) / len(by_worker)
+    return 100 * (max(by_worker) / mean - 1) if mean else 0.0
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", required=True)
     p.add_argument("--tokenizer", required=True)
-    p.add_argument("--tasks", default="lambada,wikitext2")
+    p.add_argument("--tasks", default="lambada,wikitext2,cbt_cn,cnn_dailymail")
     p.add_argument("--limit", type=int, default=40)
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=256)
@@ -68,30 +75,35 @@ def main() -> None:
                        check=True, capture_output=True)
     n, per_worker = args.workers, max(1, args.cores // args.workers)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}"]
-    runs = [run("1 worker", [sys.executable], per_worker, args, model, out / "one"),
-            run(f"{n} workers", torchrun, per_worker, args, model, out / "many"),
-            run("1 process, all cores", [sys.executable], args.cores, args, model, out / "all")]
-    one, many, every = runs
-    same = one["comparison"] == many["comparison"]
+    one = run("1 worker", [sys.executable], per_worker, args, model, out / "one")
+    many = run(f"{n} workers", torchrun, per_worker, args, model, out / "many")
+    every = run("1 process, all cores", [sys.executable], args.cores, args, model, out / "all")
     print(f"model: random GPT-2, {args.n_layer} layers x {args.n_embd}; tasks {args.tasks}, --limit {args.limit}; "
-          f"{os.cpu_count()} cores")
-    print(f"{'run':22s} {'workers':>7s} {'threads':>7s} {'tokens':>8s} {'items/worker':>14s} {'tasks s':>8s} "
-          f"{'tok/s':>8s} {'end-to-end s':>12s}")
-    for r in runs:
-        print(f"{r['label']:22s} {r['workers']:7d} {r['threads_per_worker']:7d} {r['tokens']:8d} "
-              f"{'/'.join(map(str, r['items_by_worker'])):>14s} {r['tasks_wall_s']:8.2f} {r['tokens_per_s']:8.0f} "
-              f"{r['end_to_end_s']:12.1f}")
-    speedup = many["tokens_per_s"] / one["tokens_per_s"]
-    print(f"{n} workers against 1 (same threads each): {speedup:.2f}x work per second, scaling efficiency "
-          f"{100 * speedup / n:.0f}%; against one process on all {args.cores} cores: "
-          f"{many['tokens_per_s'] / every['tokens_per_s']:.2f}x")
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {per_worker} thread(s) per worker")
+    print(f"{'task':15s} {'tokens, 1':>10s} {f'tokens, {n}':>10s} {'ratio':>6s} {'tokens by worker':>20s} "
+          f"{'items by worker':>16s} {'spread':>7s} {'wall 1 s':>9s} {f'wall {n} s':>9s} {'all cores s':>11s}")
+    ratios = {}
+    for name, a in one["tasks"].items():
+        b, c = many["tasks"][name], every["tasks"][name]
+        ratios[name] = sum(b["by_worker"]) / a["tokens"] if a["tokens"] else 1.0
+        print(f"{name:15s} {a['tokens']:10d} {sum(b['by_worker']):10d} {ratios[name]:6.3f} "
+              f"{'/'.join(map(str, b['by_worker'])):>20s} {'/'.join(map(str, b['items_by_worker'])):>16s} "
+              f"{spread(b['by_worker']):6.1f}% {a['wall_s']:9.2f} {b['wall_s']:9.2f} {c['wall_s']:11.2f}")
+    walls = [sum(t["wall_s"] for t in r["tasks"].values()) for r in (one, many, every)]
+    print(f"{'all tasks':15s} {'':>10s} {'':>10s} {'':>6s} {'':>20s} {'':>16s} {'':>7s} {walls[0]:9.2f} {walls[1]:9.2f} "
+          f"{walls[2]:11.2f}")
+    print(f"end to end (start-up and model loading included): 1 worker {one['end_to_end_s']:.1f} s, {n} workers "
+          f"{many['end_to_end_s']:.1f} s, 1 process on all cores {every['end_to_end_s']:.1f} s")
+    same = one["comparison"] == many["comparison"]
     print(f"comparison.csv of {n} workers identical to one worker's: {same}; to the all-cores process's "
           f"(other thread count): {every['comparison'] == one['comparison']}")
-    (out / "scaling.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "comparison"} for r in runs]
-                                                 + [{"speedup": speedup, "efficiency": speedup / n, "same": same}],
-                                                 indent=1))
+    (out / "scaling.json").write_text(json.dumps({"runs": [{k: v for k, v in r.items() if k != "comparison"}
+                                                            for r in (one, many, every)],
+                                                   "ratios": ratios, "same": same}, indent=1))
     if not same:
         sys.exit("the runs' comparison.csv files differ")
+    if max(ratios.values()) > MAX_RATIO:
+        sys.exit(f"the workers forwarded more than {MAX_RATIO}x the tokens of one process: {ratios}")
 
 
 if __name__ == "__main__":

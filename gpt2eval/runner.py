@@ -8,26 +8,25 @@ from __future__ import annotations
 
 import platform
 import subprocess
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__, hub, run_folder
-from .api import answers, uncertainty
-from .distributed import workers as distributed
+from .distributed.group import Group, join
+from .distributed.watch import guarded
 from .cache.store import ResultCache
 from .reporting.compare import comparison_rows, format_table, load_references, write_csv
 from .api.data import DataSource
 from .engine.engine import Engine
 from .errors import DataError, UserError
 from .cache.fingerprint import model_label
-from .io import write_atomic, write_json, write_jsonl
+from .io import write_json
 from .models.load import LoadedModel, check_model, load
 from .models.random import MEANINGLESS, is_random, load_random
 from .models.sizes import SIZES
 from .api.task import Task
-from .scoring import finite_metrics, plugin_source, score
+from .task_run import run_task
 
 
 @dataclass
@@ -68,9 +67,6 @@ def git_commit() -> str | None:
         return None
 
 
-run_dirs = run_folder.run_dirs  # one model writes to --output; several to --output/<size or name> each
-
-
 def reference_size(lm, model_name: str, override: str | None) -> dict:
     """Which paper size the comparison uses: the asked-for size, else the matching shape, else
     --reference-size (recorded, so a table never passes off a custom model as a paper size)."""
@@ -94,13 +90,16 @@ def evaluate(cfg: RunConfig, log=print) -> list[dict]:
     for t in sampled:
         t.samples = cfg.samples
     datasets, skipped = load_datasets(cfg, DataSource(cfg.data_dir, log=log), log)
-    cache = ResultCache(cfg.cache) if cfg.cache else None  # before any model too: a bad file fails cheap
+    group = join()  # under torchrun: this worker's place among the workers; else a group of one
+    cache = None
     try:
-        workers = distributed.start(cache, cfg.output, log)  # None: one process (not under torchrun)
-        if workers is None or workers.rank == 0:  # every check has passed: the earlier run's files go
-            run_folder.clear(earlier)
-        with distributed.guarded(workers, cache):
-            return evaluate_models(cfg, datasets, cache, log, workers, skipped, earlier.results)
+        with guarded(group):  # a worker that fails or dies: one line, from rank 0 (distributed/watch.py)
+            # Before any model too: a bad file fails cheap. Rank 0 alone keeps the answers and writes
+            # the outputs (every worker's answers reach it over the process group): no shared folder.
+            if group.rank == 0:
+                cache = ResultCache(cfg.cache) if cfg.cache else None
+                run_folder.clear(earlier)  # every check has passed: the earlier run's files go
+            return evaluate_models(cfg, datasets, cache, group, log, skipped, earlier.results)
     finally:
         if cache is not None:
             cache.close()  # also on Ctrl-C: every finished batch is already committed
@@ -144,22 +143,20 @@ def load_model(model_id: str, cfg: RunConfig, device: str, log=print):
     return load(model_id, device=device, dtype=cfg.dtype, tokenizer=cfg.tokenizer)
 
 
-def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, log=print,
-                    workers: distributed.Workers | None = None, skipped: dict | None = None,
-                    earlier: dict | None = None) -> list[dict]:
+def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, group: Group, log=print,
+                    skipped: dict | None = None, earlier: dict | None = None) -> list[dict]:
     """`skipped`: {task: why its data cannot be read}; `earlier`: {run folder: the results.json of
     the run this one resumes there} (run_folder.check)."""
     earlier = earlier or {}
     refs = load_references()
     all_rows, all_results = [], []
-    writer = workers is None or workers.rank == 0  # under torchrun the others only compute their share
+    writer = group.rank == 0  # under torchrun the others only compute their share
     if not writer:
         log = lambda msg: None  # noqa: E731 - rank 0 speaks for the run
-    for model_index, (model_name, out) in enumerate(run_dirs(cfg)):
+    for model_name, out in run_folder.run_dirs(cfg):  # one model: --output; several: --output/<size or name>
         model_id = SIZES[model_name][0] if model_name in SIZES else model_name
-        lm = load_model(model_id, cfg, workers.device(cfg.device) if workers else cfg.device, log)
-        results = evaluate_model(lm, cfg, datasets, cache, out, log, workers, model_name, model_index, skipped,
-                                 earlier.get(out))
+        lm = load_model(model_id, cfg, group.device(cfg.device), log)
+        results = evaluate_model(lm, cfg, datasets, cache, out, log, group, model_name, skipped, earlier.get(out))
         del lm  # the next size loads into the memory this one held
         free_device_memory()
         if not writer:
@@ -174,12 +171,14 @@ def evaluate_models(cfg: RunConfig, datasets: dict, cache: ResultCache | None, l
 
 
 def evaluate_model(lm: LoadedModel, cfg: RunConfig, datasets: dict, cache: ResultCache | None, out: Path | None,
-                   log=print, workers: distributed.Workers | None = None, model_name: str = "", model_index: int = 0,
-                   skipped: dict | None = None, earlier: dict | None = None) -> dict:
+                   log=print, group: Group | None = None, model_name: str = "", skipped: dict | None = None,
+                   earlier: dict | None = None) -> dict:
     """Every task of `cfg` whose data was read, on one loaded model: the results.json dict, rewritten
     in `out` after each task (no file at all when out is None: gpt2eval.evaluate without output=).
-    `earlier`: the results.json this run resumes in `out` (its token budgets are reused)."""
-    writer = workers is None or workers.rank == 0
+    `earlier`: the results.json this run resumes in `out` (its token budgets are reused). `group`:
+    this process's place among the workers of a torchrun run (default: one process)."""
+    group = group or Group()
+    writer = group.rank == 0
     tasks = [t for t in cfg.tasks if t.key in datasets]
     model_cache = None
     if cache is not None:
@@ -191,9 +190,7 @@ def evaluate_model(lm: LoadedModel, cfg: RunConfig, datasets: dict, cache: Resul
             log(note)
     engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, seed=cfg.seed,
                     progress=cfg.progress and writer, cache=model_cache, log=log,
-                    budgets=previous_budgets(earlier, lm))
-    if workers:
-        workers.attach(engine, lm.fingerprint)
+                    budgets=previous_budgets(earlier, lm), group=group)
     for task in tasks:  # all checked before any runs: never fail after hours of another task
         if engine.window < task.min_context:
             raise UserError(f"model {lm.model_id} has a {engine.window}-token context but task {task.key} "
@@ -204,10 +201,9 @@ def evaluate_model(lm: LoadedModel, cfg: RunConfig, datasets: dict, cache: Resul
                "settings": {**cfg.settings, "limit": cfg.limit, "batch_size": cfg.batch_size, "seed": cfg.seed,
                             "identity": run_folder.identity(cfg)},
                "cache": model_cache.stats if model_cache else None,  # live counters, current at each write
-               "workers": workers.world if workers else 1, "skipped": skipped or {}, "tasks": {}}
+               "workers": group.world_size, "skipped": skipped or {}, "tasks": {}}
     for task in tasks:
-        task_result = run_task(task, datasets[task.key], engine, cfg.limit, out, log, workers,
-                               f"{model_index}/{task.key}", model_cache)
+        task_result = run_task(task, datasets[task.key], engine, cfg.limit, out, log, model_cache)
         if writer:
             results["tasks"][task.key] = task_result
             results["engine"] = engine.describe()  # token budgets (computed once per run) and caps
@@ -262,72 +258,3 @@ def free_device_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def protocol_of(task: Task) -> dict:
-    """The task's protocol with the value of each of its options (defaults included): what ran."""
-    options = ", ".join(f"{k}={v}" for k, v in task.settings.items())
-    return {**task.protocol, "options": options} if options else dict(task.protocol)
-
-
-def run_task(task: Task, ds, engine: Engine, limit: int | None, out: Path | None, log,
-             workers: distributed.Workers | None = None, task_key: str = "", cache=None) -> dict | None:
-    """One task's requests through the engine, scored; its samples and files written into `out`
-    (nothing written when out is None). `cache`: the model's result cache view (its hits: the
-    answers this task read from it)."""
-    hits_before = cache.stats["hits"] if cache is not None else 0
-    examples = ds.examples[:limit] if limit else ds.examples
-    named = task.requests(examples)
-    requests = answers.flatten(task.key, named)
-    before = replace(engine.stats)
-    t0 = time.perf_counter()
-    results = engine.run(requests, desc=task.key)
-    spent = engine.stats.since(before)
-    counts = {k: getattr(spent, k) for k in ("items_computed", "tokens_forwarded", "decode_tokens", "decode_forwarded")}
-    if workers and workers.rank != 0:  # rank 0 has (or will read) every answer, and scores the task
-        workers.record(task_key, counts)
-        return None
-    by_worker = workers.counts_by_worker(task_key, counts) if workers else [counts]
-    wall = time.perf_counter() - t0
-    scored = score(task, examples, answers.unflatten(named, results))
-    pairs = uncertainty.variant_pairs({m: i.reference for m, i in task.metrics.items()}, scored.spread)
-    spread = uncertainty.summarize(scored.metrics, scored.spread, list(dict.fromkeys(pairs + scored.pairs)))
-    metrics, non_finite = finite_metrics(task, scored.metrics, log)
-    reused = (cache.stats["hits"] - hits_before) if cache is not None else 0
-    tokens = sum(c["tokens_forwarded"] for c in by_worker)  # by every worker
-    decode_tokens = sum(c.get("decode_tokens", 0) for c in by_worker)
-    decode_forwarded = sum(c.get("decode_forwarded", 0) for c in by_worker)
-    subset = len(examples) < ds.n_full
-    for row in scored.samples:
-        row.setdefault("subset", subset)
-    if out is not None:
-        write_jsonl(out / "samples" / f"{task.file_stem}.jsonl", scored.samples)
-        for relpath, obj in scored.files.items():  # a str is written as plain text (e.g. one segment per line)
-            write_atomic(out / relpath, obj) if isinstance(obj, str) else write_json(out / relpath, obj)
-    log(f"{task.key}: {len(examples)}/{ds.n_full} examples{' (SUBSET)' if subset else ''}, "
-        f"{len(requests)} requests, {wall:.1f}s, " + (f"{reused} answers from the result cache, " if reused else "")
-        + ", ".join(" ".join(filter(None, (f"{k}={'null' if v is None else format(v, '.4g')}",
-                                          uncertainty.format_ci(spread.intervals.get(k)))))
-                    for k, v in metrics.items()))
-    plugin = {"source": plugin_source(task), **({"replaces": task.replaces} if getattr(task, "replaces", None) else {})}
-    return {"metrics": metrics, **({"non_finite": non_finite} if non_finite else {}),
-            "intervals": spread.intervals, "paired": spread.paired, "plugin": plugin,
-            "files": [f"samples/{task.file_stem}.jsonl", *scored.files],  # what a later run here removes first
-            "metric_info": {m: {"reference": i.reference, "variant": i.variant, "higher_is_better": i.higher_is_better}
-                            for m, i in task.metrics.items()},
-            "n_examples": len(examples), "n_full": ds.n_full, "subset": subset,
-            "protocol": protocol_of(task), "options": task.settings, "data": ds.source, "extra": scored.extra,
-            "n_requests": len(requests), "wall_s": wall, "tokens_forwarded": tokens,
-            "tokens_per_s": tokens / wall if wall > 0 else None,
-            "items_cached": spent.items_cached, "answers_from_cache": reused,
-            "items_computed": sum(c["items_computed"] for c in by_worker),
-            "items_computed_by_worker": [c["items_computed"] for c in by_worker],
-            "oom_retries": spent.oom_retries,
-            "prefill_tokens": spent.prefill_tokens,
-            # every position run through the model = prompt positions (scoring + prefill) + decode steps;
-            # decode_tokens: the decode-step positions the answers needed (rows still decoding);
-            # decode_forwarded: those computed (fewer where rows of one context agree, decode.py);
-            # unique_prompt_tokens: the prefix tree of the task's prompts (every shared prefix once)
-            "decode_tokens": decode_tokens, "decode_forwarded": decode_forwarded,
-            "prompt_tokens_forwarded": tokens - decode_forwarded,
-            "unique_prompt_tokens": spent.unique_prompt_tokens}

@@ -96,7 +96,8 @@ class CoQA(Task):
                     for suffix, (what, _) in coqa.EXTRACTIONS.items() for m in ("f1", "em")})
     base_protocol = {
         "truncation": f"prompt cut from the left (story start) to leave {MAX_NEW_TOKENS} tokens of the window",
-        "metric": "official CoQA evaluate-v1.0.py: normalisation, leave-one-out over gold answers; percent",
+        "metric": "official CoQA evaluate-v1.0.py: normalisation, leave-one-out over gold answers; percent; "
+                  "guarded: a gold that normalisation erases is compared lower-cased only (gpt2eval.metrics.guarded)",
         "answer_variants": "f1/em_first_sentence: first sentence (pysbd) of the answer line; f1/em_first5words: "
                            "its first 5 words (openai/gpt-2 issue 307: long answers)",
     }

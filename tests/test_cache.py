@@ -160,11 +160,12 @@ def test_the_answering_modules_cover_everything_the_engine_imports():
     import ast
 
     from gpt2eval.cache.fingerprint import ANSWERING_MODULES, PACKAGE
-    # Exception classes change messages, never an answer; the scale-out modules deal the same batches
-    # to workers whatever their number (bit-identical, tests/test_distributed.py) and move answers
-    # between cache files; io writes files; store, disk and fingerprint are the cache itself.
-    not_answering = {"errors", "distributed/workers", "distributed/exchange", "io", "cache/store",
-                     "cache/fingerprint", "cache/disk"}
+    # Exception classes change messages, never an answer; the scale-out modules say which worker
+    # this is and carry answers and news between workers (the batches and their answers are the same
+    # whatever their number: engine/chains, tests/test_distributed.py); io writes files; store, disk
+    # and fingerprint are the cache itself.
+    not_answering = {"errors", "distributed/group", "distributed/watch", "io", "cache/store", "cache/fingerprint",
+                     "cache/disk"}
     seen, todo = set(), ["engine/engine"]
     while todo:
         name = todo.pop()

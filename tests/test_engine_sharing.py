@@ -69,6 +69,25 @@ def test_lambada_decode_continues_from_the_loglikelihood_forward(engine_factory,
     assert engine.stats.decode_tokens == whole.stats.decode_tokens > 0
 
 
+def test_decodes_wait_for_several_scored_batches_to_fill_a_generation_batch(engine_factory, monkeypatch):
+    """On CPU a scoring batch (1,024 padded tokens) keeps the contexts of a few passages; their
+    decodes are pooled over consecutive scored batches (chains.pooled), up to the generation budget
+    and to 1/POOL_CHAINS of the task's decode work, so that decode steps run on fuller batches."""
+    import gpt2eval.engine.engine as engine_module
+    from gpt2eval.engine.chains import POOL_CHAINS
+    scored, decoded = [], []
+    score_batch, generate_batch = engine_module.score_batch, engine_module.generate_batch
+    monkeypatch.setattr(engine_module, "score_batch", lambda *a, **kw: scored.append(len(a[1])) or score_batch(*a, **kw))
+    monkeypatch.setattr(engine_module, "generate_batch",
+                        lambda *a, **kw: decoded.append(len(a[2])) or generate_batch(*a, **kw))
+    reqs = lambada_requests(64)
+    got = engine_factory(budgets={"score": 256, "generate": 8192}).run(reqs)
+    assert sum(scored) == sum(decoded) == 64  # each passage scored once, and its decode run once
+    assert POOL_CHAINS <= len(decoded) <= POOL_CHAINS + 2 < len(scored)  # decodes of several scored batches at once
+    want = engine_factory(budgets={"score": 256, "generate": 8192}, share_context=False).run(reqs)
+    assert_same(want, got, exact=False)
+
+
 def test_samples_decoded_from_a_shared_context_do_not_depend_on_the_batch(engine_factory):
     reqs = lambada_requests(6, sampled=6)
     base = engine_factory(batch_size=1).run(reqs)

@@ -19,7 +19,7 @@ from gpt2eval.metrics import nq_golds
 def example(example_id: int, question: str, words: list, annotations: list) -> dict:
     """One line of nq-dev-*.jsonl.gz. words: the page's tokens, "<Tag>"s being HTML; annotations:
     per annotator (its short-answer token spans, "YES" / "NO" / "NONE")."""
-    html, tokens, at = "<html><body>", [], len("<html><body>")
+    html, tokens = "<html><body>", []
     for w in words:
         start = len(html.encode())
         html += w + " "
@@ -111,7 +111,7 @@ def test_score_counts_yes_no_a_second_annotators_span_and_not_a_for_a_plus(tmp_p
 
 
 def test_the_task_reads_the_original_files_by_default(tmp_path, monkeypatch):
-    path = write(tmp_path / "natural_questions/v1.0/dev/nq-dev-00.jsonl.gz", FILLERS + SPECIAL)
+    write(tmp_path / "natural_questions/v1.0/dev/nq-dev-00.jsonl.gz", FILLERS + SPECIAL)
     with pytest.raises(DataError, match=r"nq-dev-00.jsonl.gz: SHA-256 is .* released file's is 78a7f789"):
         select(["natural_questions"])[0].load(DataSource(tmp_path))  # a pinned name: checked, never skipped
     monkeypatch.delitem(nq_golds.DEV_SHA256, "nq-dev-00.jsonl.gz")

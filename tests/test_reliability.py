@@ -252,7 +252,7 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_answers(engine_factor
         sizes = fail_batches_above(monkeypatch, tiny_model.transformer, 2)
     else:  # scoring and decoding on the fused paths
         sizes = fail_fused_batches_above(monkeypatch, 2)
-        generation_sizes = fail_fused_decodes_above(monkeypatch, 2)
+        fail_fused_decodes_above(monkeypatch, 2)
     expected = engine_factory(batch_size=2).run(reqs)  # the same path, batches that fit
     engine = engine_factory(batch_size=8, log=messages.append)
     # Every batch ends up with the shape it has at --batch-size 2, so the answers are bit-identical.

@@ -57,8 +57,7 @@ def write_run(folder: Path, size: str | None, created: str, tasks: dict, model_i
     return folder
 
 
-@pytest.fixture()
-def runs(tmp_path) -> Path:
+def write_runs(tmp_path: Path) -> Path:
     """A multi-size output (small, medium, xl; no large; no ptb at medium) plus a later rerun of
     small's lambada in a folder of its own."""
     out = tmp_path / "multi"
@@ -71,6 +70,11 @@ def runs(tmp_path) -> Path:
     write_run(tmp_path / "rerun", "small", "2025-02-01T00:00:00+00:00",
               {"lambada": task_block(rerun, LAMBADA_INFO, 100, 5153, "lambada_test.jsonl")})
     return tmp_path
+
+
+@pytest.fixture()
+def runs(tmp_path) -> Path:
+    return write_runs(tmp_path)
 
 
 def cell(cells, task, metric, size):

@@ -7,12 +7,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from gpt2eval.cli.main import main
 from gpt2eval.reporting.compare import load_references
 from gpt2eval.reporting.report import collect, load_runs
 from gpt2eval.reporting.tables import grid
 
-from test_report import LAMBADA_INFO, PTB, PTB_INFO, runs, task_block, write_run  # noqa: F401 - runs: a fixture
+from test_report import LAMBADA_INFO, PTB, PTB_INFO, task_block, write_run, write_runs
+
+
+@pytest.fixture()
+def runs(tmp_path) -> Path:
+    return write_runs(tmp_path)
 
 
 # LAMBADA as the task reports it: the unfiltered accuracies are compared with the paper's 52.66
@@ -108,7 +115,7 @@ def test_markers_with_equal_values_stay_apart(tmp_path):
     assert closest >= 5, f"two series' markers lie {closest:.1f} px apart"
 
 
-def test_the_report_lists_the_tasks_a_run_skipped(runs, tmp_path, capsys):  # noqa: F811
+def test_the_report_lists_the_tasks_a_run_skipped(runs, tmp_path, capsys):
     for size, skipped in (("small", {"cbt_cn": "data not found: cbt/cbtest_CN_test.txt", "ptb": "no data"}),
                           ("xl", {"cbt_cn": "data not found: cbt/cbtest_CN_test.txt"})):
         path = runs / "multi" / size / "results.json"

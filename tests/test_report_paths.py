@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import pytest
 
 import gpt2eval.io
 from gpt2eval.cli.main import main
 
-from test_report import runs  # noqa: F401 - the fixture: a multi-size output and a rerun
+from test_report import write_runs
+
+
+@pytest.fixture()
+def runs(tmp_path) -> Path:
+    return write_runs(tmp_path)
 
 
 def files_under(folder) -> set[str]:
@@ -29,7 +35,7 @@ def refused(capsys, args: list[str]) -> str:
 
 @pytest.mark.parametrize("case", ["html_in_proc", "csv_is_a_folder", "plot_is_a_file", "markdown_below_a_file",
                                   "out_is_a_file", "out_file_is_a_folder", "table3_csv_in_proc", "same_path_twice"])
-def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(runs, tmp_path, capsys, case):  # noqa: F811
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(runs, tmp_path, capsys, case):
     (tmp_path / "a_file").write_text("keep me")
     (tmp_path / "a_folder").mkdir()
     (tmp_path / "out_dir" / "report.html").mkdir(parents=True)
@@ -50,7 +56,7 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(runs, 
     assert files_under(tmp_path) == before and (tmp_path / "a_file").read_text() == "keep me"
 
 
-def test_a_full_disk_is_one_line_naming_the_file_and_nothing_is_half_written(runs, tmp_path, capsys,  # noqa: F811
+def test_a_full_disk_is_one_line_naming_the_file_and_nothing_is_half_written(runs, tmp_path, capsys,
                                                                               monkeypatch):
     out = tmp_path / "report"
     out.mkdir()

@@ -23,13 +23,14 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent  # gpt2eval/
 
 # The modules whose code decides an answer's bytes: loading (dtype, attention kernel, tokenizer),
-# encoding requests into tokens, batching (a batch's shape moves the last digits), the forward pass
-# and the head, decoding. tests/test_cache.py checks that every gpt2eval module the engine imports
-# is in this list, and that a change to any byte of any of these files changes the digest.
-ANSWERING_MODULES = ("engine/encode", "engine/schedule", "engine/forward", "engine/heads", "engine/decode",
-                     "engine/fused_decode", "engine/stats", "engine/engine", "models/load", "models/sizes",
-                     "models/convert", "models/nanogpt", "models/llmc", "models/formats", "api/requests",
-                     "models/random")  # random: how --model random:SIZE draws its weights
+# encoding requests into tokens, batching (a batch's shape moves the last digits) and the chains of
+# batches that hand a prefix's keys/values on, the forward pass and the head, decoding.
+# tests/test_cache.py checks that every gpt2eval module the engine imports is in this list, and
+# that a change to any byte of any of these files changes the digest.
+ANSWERING_MODULES = ("engine/encode", "engine/schedule", "engine/chains", "engine/forward", "engine/heads",
+                     "engine/decode", "engine/fused_decode", "engine/stats", "engine/engine", "models/load",
+                     "models/sizes", "models/convert", "models/nanogpt", "models/llmc", "models/formats",
+                     "api/requests", "models/random")  # random: how --model random:SIZE draws its weights
 
 # Files of a model folder that cannot change an answer (everything else at its top is hashed).
 DOC_SUFFIXES = (".md", ".rst")

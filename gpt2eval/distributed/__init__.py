@@ -1,2 +1,2 @@
-"""Data parallelism under torchrun: which worker computes which batch, and how the answers reach rank
-0."""
+"""Data parallelism under torchrun: the workers' process group and exchanges (group.py), and how a
+run stops with one line when a worker fails or dies (watch.py)."""

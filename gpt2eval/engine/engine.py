@@ -3,6 +3,7 @@
 It composes one module per job, data flowing one way:
     encode.py    requests -> token items (`ScoreItem`, `Prompt`) and cache keys (no torch)
     schedule.py  items -> batches under a budget, cache lookups and stores, out-of-memory retries
+    chains.py    batches -> chains, each computed by one worker (torchrun) and exchanged
     forward.py   one batch of items -> log-probabilities and greedy flags (fused GPT-2 forward)
     decode.py    one batch of prompts -> generations (key/value cache, shared prefixes)
     stats.py     what was computed, as `EngineStats`
@@ -22,16 +23,19 @@ from .schedule import GenerationRow, Scheduler
 from .stats import EngineStats
 from ..api.requests import (Generation, GenerationResult, Loglikelihood, LoglikelihoodResult, Request, Result,
                             RollingLoglikelihood, RollingResult)
-from ..distributed.workers import ShareDone
+from ..distributed.group import Group
 
 
 class Engine:
     """Answers requests with a causal LM. `cache` (optional) has get_many(keys)->dict and
-    put_many(dict); results are stored batch by batch, so an interrupted run loses at most one batch."""
+    put_many(dict); results are stored batch by batch, so an interrupted run loses at most one batch.
+    `group` (distributed.group.Group): this process's rank among the workers of a torchrun run, which
+    share the work and all get every answer; default: one process."""
 
     def __init__(self, model, tokenizer, *, batch_size: int | str = "auto", seed: int = 1234,
                  cache=None, progress: bool = True, window: int | None = None, log=None,
-                 share_prefixes: bool = True, share_context: bool = True, budgets: dict | None = None):
+                 share_prefixes: bool = True, share_context: bool = True, budgets: dict | None = None,
+                 group: Group | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
@@ -50,7 +54,8 @@ class Engine:
         self.stats = EngineStats()
         self.encoder = Encoder(tokenizer, self.window, seed)
         self.scheduler = Scheduler(model, batch_size=batch_size, cache=cache, progress=progress, window=self.window,
-                                   log=self.log, stats=self.stats, budgets=budgets)
+                                   log=self.log, stats=self.stats, budgets=budgets, group=group)
+        self.group = self.scheduler.group
 
     # ---- public API ------------------------------------------------------------------------
     def run(self, requests: list[Request], desc: str = "") -> list[Result]:
@@ -79,24 +84,15 @@ class Engine:
                 keys = [self.encoder.generation_key(r, p.ids) for r, p in zip(gens, prompts)]
                 prefetched = self.scheduler.cached(keys)
                 context = ContextDecodes(self.scheduler, self._decode, items, gens, prompts, keys, set(prefetched))
-            try:
-                scored = self.score(items + [it for w in windows for it in w], desc=desc, context=context)
-            except ShareDone:  # a worker under torchrun: its share is computed, rank 0 has the rest
-                scored = None
-            if context is not None:
-                context.flush()
-            if scored is not None:
-                for i, (lp, g), t in zip(by_kind[Loglikelihood], scored, truncated):
-                    results[i] = LoglikelihoodResult(float(sum(lp)), all(g), lp, g, t)
-                rest = iter(scored[len(items):])
-                for i, w, token_starts in zip(by_kind[RollingLoglikelihood], windows, starts):
-                    results[i] = RollingResult([lp for _ in w for lp in next(rest)[0]], token_starts)
+            scored = self.score(items + [it for w in windows for it in w], desc=desc, context=context)
+            for i, (lp, g), t in zip(by_kind[Loglikelihood], scored, truncated):
+                results[i] = LoglikelihoodResult(float(sum(lp)), all(g), lp, g, t)
+            rest = iter(scored[len(items):])
+            for i, w, token_starts in zip(by_kind[RollingLoglikelihood], windows, starts):
+                results[i] = RollingResult([lp for _ in w for lp in next(rest)[0]], token_starts)
             if gens:
                 answered = context.answered if context is not None else {}
-                try:
-                    answers = self._generate(gens, prompts, desc, True, answered, prefetched)
-                except ShareDone:
-                    return results
+                answers = self._generate(gens, prompts, desc, True, answered, prefetched)
                 for i, res in zip(by_kind[Generation], answers):
                     results[i] = res
         except BadRequest as e:
@@ -121,11 +117,10 @@ class Engine:
         n_shared = shared_lengths(requests, prompts, todo) if reuse_prefix else dict.fromkeys(todo, 0)
         rows = [GenerationRow(i, keys[i], len(prompts[i].ids) + requests[i].max_new_tokens, requests[i].prefix,
                               n_shared[i]) for i in todo]
-        memo: dict = {}  # shared prefix -> its keys/values, kept from one batch to the next
 
-        def decode(part: list[GenerationRow]) -> list[dict]:
+        def decode(part: list[GenerationRow], carry: dict) -> list[dict]:  # carry: a prefix's keys/values
             return self._decode([requests[r.index] for r in part], [prompts[r.index].ids for r in part],
-                                n_shared=[r.n_shared for r in part], memo=memo)
+                                n_shared=[r.n_shared for r in part], memo=carry)
         done.update(self.scheduler.generate(rows, decode, desc))  # token ids cached; text cut on reading
         return [replace(finish(self.tokenizer, done[k], r), prompt_tokens=len(p.ids), truncated_tokens=p.dropped)
                 for k, r, p in zip(keys, requests, prompts)]
@@ -145,7 +140,6 @@ class Engine:
         Items sharing a prefix are scored with it forwarded once (share_prefixes). `context`: the
         items whose forward a decode continues from (their keys/values are kept and handed to it)."""
         keep = context.keep if context is not None else {}
-        memo: dict = {}  # a shared prefix's keys/values, from one batch to the next
 
         def batch(part: list[ScoreItem]) -> list:
             keys = [it.key() for it in part] if keep else []
@@ -156,12 +150,16 @@ class Engine:
                 context.add_seeds({keys[b]: seed for b, seed in out.seeds.items()})
             return out.answers
 
-        def groups(part: list) -> list:
-            out = score_groups(self.model, part, self.eot, memo)
+        def groups(part: list, carry: dict) -> list:  # carry: a shared prefix's keys/values
+            out = score_groups(self.model, part, self.eot, carry)
             self.stats.add(out.counts)
             return out.answers
-        return self.scheduler.score(items, batch, desc=desc, score_groups=groups if self.share_prefixes else None,
-                                    kept=keep)
+        answers = self.scheduler.score(items, batch, desc=desc, score_groups=groups if self.share_prefixes else None,
+                                       kept=context.decode_tokens if context is not None else {},
+                                       decode_kept=context.decode if context is not None else None)
+        if context is not None:  # the decodes every worker continued from its scored batches
+            context.answered = {k: answers[k] for k in context.keys if k in answers}
+        return [answers[it.key()] for it in items]
 
     def describe(self) -> dict:
         """What the run's batching was: recorded in results.json, so a resumed run can batch alike."""
@@ -177,12 +175,14 @@ class ContextDecodes:
     values of its context and the logits at its last position); its prompt is not forwarded again.
 
     `keep` {item key: context length}: the items whose forward keeps its context. `add_seeds` takes
-    what a scored batch kept, and decodes a generation batch as soon as one waits; `flush` decodes
-    the rest. `answered` {generation key: answer}: what was decoded (and stored in the cache)."""
+    what a scored batch kept, and `decode` decodes what the batches of a chain kept after its last
+    batch, on the worker that scored them: consecutive scored batches are pooled into one chain
+    until their decodes (`decode_tokens`) fill a generation batch (chains.pooled), the same chains
+    whatever the number of workers. `answered` {generation key: answer}: what was decoded, by every worker (Engine.score)."""
 
     def __init__(self, scheduler: Scheduler, decode, items: list[ScoreItem], gens: list[Generation],
                  prompts: list[Prompt], keys: list[str], cached: set[str]):
-        self.scheduler, self.decode = scheduler, decode  # decode(requests, ids, seeds=...) -> answers
+        self.scheduler, self.decode_batch = scheduler, decode  # decode(requests, ids, seeds=...) -> answers
         self.gens, self.prompts, self.keys = gens, prompts, keys
         waiting: dict[tuple[int, ...], list[int]] = {}  # prompt ids -> its generations (one per key)
         for j, (p, k) in enumerate(zip(prompts, keys)):
@@ -196,7 +196,9 @@ class ContextDecodes:
             if ctx in waiting and it.key() not in self.paired:
                 self.paired[it.key()] = waiting.pop(ctx)
         self.keep = {k: len(prompts[js[0]].ids) for k, js in self.paired.items()}
-        self.pending: list[tuple[int, object]] = []  # (generation, seed) not decoded yet
+        # {item key: the padded tokens of the decodes that continue its forward}: how chains pool them
+        self.decode_tokens = {k: sum(self._shape((j, None))[0][1] for j in js) for k, js in self.paired.items()}
+        self.pending: list[tuple[int, object]] = []  # (generation, seed) of the batch being scored
         self.answered: dict[str, dict] = {}
 
     def _shape(self, row: tuple[int, object]) -> list[tuple[int, int]]:
@@ -206,20 +208,16 @@ class ContextDecodes:
     def add_seeds(self, seeds: dict) -> None:
         """seeds {item key: (keys/values, first logits)}, from forward.score_batch's keep."""
         self.pending.extend((j, seed) for k, seed in seeds.items() for j in self.paired[k])
-        if sum(self._shape(row)[0][1] for row in self.pending) >= self.scheduler.limit("generate"):
-            self.flush(final=False)
 
-    def flush(self, final: bool = True) -> None:
-        """Decode the waiting generations; final=False keeps the last batch, which may still fill up
-        with the next scored batch's seeds."""
-        batches = list(self.scheduler.batches(self.pending, self._shape, "generate"))
-        self.pending = list(batches.pop()) if not final else []
-        for batch in batches:
-            answers = self.scheduler.split_on_oom(batch, self._decode_batch, "generate", self._shape)
-            fresh = {self.keys[j]: answer for (j, _), answer in zip(batch, answers)}
-            self.answered.update(fresh)
-            self.scheduler.store(fresh)
+    def decode(self) -> dict:
+        """{generation key: answer} for the seeds taken since the last call, in generation batches."""
+        answers: dict = {}
+        for batch in self.scheduler.batches(self.pending, self._shape, "generate"):
+            out = self.scheduler.split_on_oom(batch, self._decode_batch, "generate", self._shape)
+            answers.update({self.keys[j]: answer for (j, _), answer in zip(batch, out)})
+        self.pending = []
+        return answers
 
     def _decode_batch(self, part: list[tuple[int, object]]) -> list[dict]:
-        return self.decode([self.gens[j] for j, _ in part], [self.prompts[j].ids for j, _ in part],
-                           seeds=[seed for _, seed in part])
+        return self.decode_batch([self.gens[j] for j, _ in part], [self.prompts[j].ids for j, _ in part],
+                                 seeds=[seed for _, seed in part])

@@ -10,6 +10,15 @@ The token budget is a hard invariant: a batch's padded tokens (its rows times it
 summed over a batch's parts: a shared prefix and the rows continuing it) never exceed it, unless
 one unit alone is larger. Scoring and generation have their own budget and their own cap, which
 an out-of-memory error lowers (in tokens) for the rest of the run.
+
+Chains and workers. Batches are grouped into chains. A chain is a run of consecutive batches that
+hand state on from one to the next (a shared prefix's keys/values), or a single batch. A chain
+starts with empty state (`carry`), so its answers do not depend on which worker computes it, or on
+what that worker computed before. Scored batches whose forwards keep contexts for decodes are
+pooled into chains, and their decodes run after the chain's last batch (engine.ContextDecodes). Under torchrun (`group`, distributed/group.py) every worker forms the same
+chains from the same work. Each chain goes to one worker (`deal`), and the workers exchange their
+answers after each chunk of chains. Nothing is forwarded twice, and the answers are one process's,
+bit for bit.
 """
 from __future__ import annotations
 
@@ -18,8 +27,10 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from .chains import POOL_CHAINS, chains, compute_chains, pooled
 from .encode import prefix_groups
 from .stats import EngineStats
+from ..distributed.group import Group
 from ..errors import UserError
 from ..models.sizes import cuda_token_budget
 
@@ -49,33 +60,37 @@ class GenerationRow:
 
 
 class Scheduler:
-    """`cache` (optional) has get_many(keys)->dict and put_many(dict). `budgets` (optional): the
-    token budgets {"score": n, "generate": n} of an earlier run, so that a resumed run batches as
-    it did. `stats`: the engine's counters, to which the scheduler adds cache hits and
-    out-of-memory retries."""
+    """`cache` (optional) has get_many(keys)->dict and put_many(dict); under torchrun only rank 0
+    has one. `budgets` (optional): the token budgets {"score": n, "generate": n} of an earlier
+    run, so that a resumed run batches as it did. `stats`: the engine's counters, to which the
+    scheduler adds cache hits and out-of-memory retries. `group`: this process's place among the
+    workers (distributed.group.Group; default: one process)."""
 
     def __init__(self, model, *, batch_size: int | str = "auto", cache=None, progress: bool = True,
-                 window: int = 1024, log=print, stats: EngineStats | None = None, budgets: dict | None = None):
+                 window: int = 1024, log=print, stats: EngineStats | None = None, budgets: dict | None = None,
+                 group: Group | None = None):
         self.model, self.batch_size, self.cache, self.progress = model, batch_size, cache, progress
         self.window, self.log = window, log
         self.device = next(model.parameters()).device
         self.stats = stats if stats is not None else EngineStats()
+        self.group = group or Group()
         self.budgets = dict(budgets or {})  # computed once per run (token_budget), then kept
         self.caps: dict[str, int | None] = dict.fromkeys(KINDS)  # lowered by out-of-memory errors
-        # Under torchrun (distributed.py): which batches are this worker's, and the others' answers.
-        # Its batches must be every worker's, so neither an out-of-memory cap nor a free-memory
-        # reading of its own may shape them: free_memory is then the workers' agreed figure.
-        self.share = None
-        self.free_memory: int | None = None
+        if self.group.world_size > 1:  # every worker batches under the same budgets: the least of theirs
+            own = {kind: self.token_budget(kind == "score") for kind in KINDS}
+            self.budgets = {kind: min(b[kind] for b in self.group.gather(own)) for kind in KINDS}
 
     # ---- scoring ---------------------------------------------------------------------------
-    def score(self, items: list, score_batch, desc: str = "", *, score_groups=None, kept=()) -> list:
-        """Answers (logprobs, greedy flags) per item; cached items are not recomputed.
+    def score(self, items: list, score_batch, desc: str = "", *, score_groups=None, kept=(),
+              decode_kept=None) -> dict:
+        """{key: (logprobs, greedy flags)} of every item; cached items are not recomputed.
 
-        score_batch(items) answers one batch. With `score_groups(groups)`, items sharing a prefix
-        (encode.prefix_groups) are answered in groups, the prefix forwarded once. kept: the keys of
-        the items whose forward keeps its context's keys/values for a decode: never grouped, and
-        weighed heavier in the budget."""
+        score_batch(items) answers one batch. With `score_groups(groups, carry)`, items sharing a
+        prefix (encode.prefix_groups) are answered in groups, the prefix forwarded once. kept {key:
+        the padded tokens of the decodes that continue its forward}: the items whose forward keeps
+        its context's keys/values for a decode: never grouped, and weighed heavier in the budget.
+        decode_kept() -> {key: answer}: the decodes of what the scored batches kept, run after the
+        last batch of their chain (chains.pooled); their answers are in the result too."""
         keys = [it.key() for it in items]
         done = self.cached(keys)
         todo = sorted({k: it for k, it in zip(keys, items) if k not in done}.items(),
@@ -85,14 +100,6 @@ class Scheduler:
         # window of a rolling perplexity; the task's name is the bar's label.
         bar = tqdm(total=len(todo), desc=desc or "scoring", unit="seq", disable=not self.progress or not todo,
                    leave=False)
-
-        def finish(pairs: list, answers: list):
-            fresh = dict(zip([k for k, _ in pairs], answers))
-            done.update(fresh)
-            if self.cache is not None:
-                self.cache.put_many(fresh)
-            bar.update(len(pairs))
-
         groups, alone = [], list(range(len(todo)))
         if score_groups is not None:
             shareable = [j for j, (k, _) in enumerate(todo) if k not in kept]
@@ -102,27 +109,34 @@ class Scheduler:
         singles = [todo[j] for j in alone]
         kv_weight = 2 if self.device.type == "cuda" else 1  # kept keys/values about double a row's memory
         shape = lambda kv: [(1, len(kv[1].input_ids) * (kv_weight if kv[0] in kept else 1))]  # noqa: E731
-        for batch in self.batches(singles, shape, "score"):
-            if not self._mine("score", batch, shape):
-                continue
-            finish(batch, self.split_on_oom(batch, lambda part: score_batch([it for _, it in part]), "score", shape))
-        previous: set = set()  # the prefixes of the batch before: a batch continuing one follows it
-        for batch in self.batches(self._fit(groups), self._group_shape, "score"):
-            prefixes = {prefix for prefix, _ in batch}
-            continues, previous = bool(prefixes & previous), prefixes
-            if not self._mine("score", batch, self._group_shape, continues):
-                continue
-            answers = self.split_on_oom(batch, lambda part: score_groups(
-                [(prefix, [it for _, it in members]) for prefix, members in part]), "score", self._group_shape)
-            finish([kv for _, members in batch for kv in members], [a for per in answers for a in per])
-        bar.close()
-        if self.share is not None:  # the other workers' batches (rank 0 waits for them, the others stop)
-            done.update(self.share.collect([k for k in dict.fromkeys(keys) if k not in done]))
-        return [done[k] for k in keys]
 
-    def _mine(self, kind: str, batch: list, shape, continues: bool = False) -> bool:
-        """One process computes every batch; under torchrun, only those dealt to this worker."""
-        return self.share is None or self.share.mine(kind, padded_tokens([shape(u) for u in batch]), continues)
+        batches = list(self.batches(singles, shape, "score"))
+        single_chains = chains(batches)
+        if decode_kept is not None:  # pooled: a chain's decodes fill a generation batch, and there are
+            # enough chains to share among workers (the same chains whatever their number)
+            decodes = lambda batch: sum(kept.get(k, 0) for k, _ in batch)  # noqa: E731
+            limit = min(self._shaping("generate")[0], sum(map(decodes, batches)) // POOL_CHAINS)
+            single_chains = pooled(batches, decodes, limit)
+        ends = {id(chain[-1]) for chain in single_chains}
+
+        def single(batch: list, carry: dict) -> dict:
+            answers = self.split_on_oom(batch, lambda part: score_batch([it for _, it in part]), "score", shape)
+            fresh = dict(zip([k for k, _ in batch], answers))
+            if decode_kept is not None and id(batch) in ends:  # the chain's decodes, after its last batch
+                fresh.update(decode_kept())
+            return fresh
+        done.update(self._compute(single_chains, shape, single, len, bar))
+
+        def grouped(batch: list, carry: dict) -> dict:
+            answers = self.split_on_oom(batch, lambda part: score_groups(
+                [(prefix, [it for _, it in members]) for prefix, members in part], carry), "score", self._group_shape)
+            return dict(zip([k for _, members in batch for k, _ in members], [a for per in answers for a in per]))
+        group_chains = chains(self.batches(self._fit(groups), self._group_shape, "score"), lambda g: (
+            g[0], len(g[0]), sum(len(it.input_ids) - len(g[0]) for _, it in g[1])))
+        done.update(self._compute(group_chains, self._group_shape, grouped,
+                                  lambda batch: sum(len(members) for _, members in batch), bar))
+        bar.close()
+        return done
 
     @staticmethod
     def _group_shape(group) -> list[tuple[int, int]]:
@@ -131,7 +145,7 @@ class Scheduler:
 
     def _fit(self, groups: list) -> list:
         """Groups longest prefix first, each cut into runs of members that fit the budget alone."""
-        budget, out = self.limit("score"), []
+        budget, out = self._shaping("score")[0], []
         for prefix, members in sorted(groups, key=lambda g: -len(g[0])):
             members = sorted(members, key=lambda kv: -len(kv[1].input_ids))
             run: list = []
@@ -159,7 +173,8 @@ class Scheduler:
 
     def generate(self, rows: list[GenerationRow], decode_batch, desc: str = "") -> dict:
         """Answers {key: answer} for the generations left to compute (`lookup`), one row per key.
-        decode_batch(rows) answers one batch, whose rows either all share a prefix or none do."""
+        decode_batch(rows, carry) answers one batch, whose rows either all share a prefix or none
+        do; `carry` keeps a shared prefix's keys/values for the next batch of its chain."""
         # Sharers sorted so that each prefix's rows are adjacent (a prefix is then forwarded once,
         # even across batches), longest groups first; everything else longest first: little padding.
         longest: dict[str, int] = {}
@@ -170,30 +185,30 @@ class Scheduler:
         bar = tqdm(total=len(rows), desc=desc or "generating", unit="ex", disable=not self.progress or not rows,
                    leave=False)
         shape = lambda r: [(1, r.width)]  # noqa: E731
-        done: dict = {}
-        previous: set = set()  # the shared prefixes of the batch before: a batch reusing one follows it
-        for ordered in (sharers, alone):
-            for batch in self.batches(ordered, shape, "generate"):
-                prefixes = {r.prefix for r in batch if r.n_shared}
-                continues, previous = bool(prefixes & previous), prefixes
-                if not self._mine("generate", batch, shape, continues):
-                    continue
-                fresh = {r.key: a for r, a in zip(batch, self.split_on_oom(batch, decode_batch, "generate", shape))}
-                done.update(fresh)
-                self.store(fresh)
-                bar.update(len(batch))
+
+        def decode(batch: list, carry: dict) -> dict:
+            return {r.key: a for r, a in zip(batch, self.split_on_oom(batch, lambda part: decode_batch(part, carry),
+                                                                      "generate", shape))}
+        batch_chains = chains(self.batches(sharers, shape, "generate"),
+                              lambda r: (r.prefix, r.n_shared, r.width - r.n_shared))
+        batch_chains += chains(self.batches(alone, shape, "generate"))
+        done = self._compute(batch_chains, shape, decode, len, bar)
         bar.close()
-        if self.share is not None:
-            done.update(self.share.collect([r.key for r in rows if r.key not in done]))
         return done
+
+    def _compute(self, batch_chains: list[list], shape, compute, count, bar) -> dict:
+        """chains.compute_chains with this scheduler's costs (padded tokens), cache and progress bar."""
+        return compute_chains(self.group, batch_chains, lambda batch: padded_tokens([shape(u) for u in batch]),
+                              compute, self.store, lambda batch: bar.update(count(batch)))
 
     def store(self, fresh: dict) -> None:
         if self.cache is not None and fresh:
             self.cache.put_many(fresh)
 
     def cached(self, keys: list[str]) -> dict:
-        """What the cache holds for these keys (a lookup: counted as hits)."""
-        return dict(self.cache.get_many(sorted(set(keys)))) if self.cache is not None and keys else {}
+        """What rank 0's cache holds for these keys (a lookup: counted as hits), on every worker."""
+        found = dict(self.cache.get_many(sorted(set(keys)))) if self.cache is not None and keys else {}
+        return self.group.broadcast(found) if keys else found
 
     # ---- batching --------------------------------------------------------------------------
     def batches(self, todo: list, shape, kind: str):
@@ -202,9 +217,7 @@ class Scheduler:
         shape(unit) -> its parts as (rows, width) (see padded_tokens)."""
         i = 0
         while i < len(todo):
-            limit, cap = self.limit(kind), self.caps[kind]  # a retry may have lowered the cap meanwhile
-            if self.share is not None:  # every worker's batches: the budget alone shapes them
-                limit, cap = self.token_budget(kind == "score"), None
+            limit, cap = self._shaping(kind)  # a retry may have lowered the cap meanwhile
             batch, rows = [todo[i]], shape(todo[i])[-1][0]
             shapes = [shape(todo[i])]
             while i + len(batch) < len(todo):
@@ -220,6 +233,13 @@ class Scheduler:
             yield batch
             i += len(batch)
 
+    def _shaping(self, kind: str) -> tuple[int, int | None]:
+        """The limit and cap that shape batches. Under torchrun every worker must form the same
+        batches, so no out-of-memory cap of one worker may shape them: split_on_oom applies it."""
+        if self.group.world_size > 1:
+            return self.token_budget(kind == "score"), None
+        return self.limit(kind), self.caps[kind]
+
     def limit(self, kind: str) -> int:
         """The padded tokens a batch of this kind may hold: the budget, lowered by any cap."""
         budget = self.token_budget(kind == "score")
@@ -232,7 +252,7 @@ class Scheduler:
         item, so the results are those of smaller batches."""
         shape = shape or (lambda _: [(1, 1)])
         if self.caps[kind] and len(batch) > 1 and padded_tokens([shape(u) for u in batch]) > self.caps[kind]:
-            return self._in_parts(batch, forward, kind, shape)  # formed without the cap (torchrun workers)
+            return self._in_parts(batch, forward, kind, shape)  # formed without the cap (torchrun)
         try:
             return forward(batch)
         except torch.OutOfMemoryError:
@@ -273,8 +293,6 @@ class Scheduler:
             if self.device.type == "cuda":
                 free, _ = torch.cuda.mem_get_info(self.device)
                 usable = free + torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
-                if self.free_memory is not None:  # torchrun: the figure all workers agreed on
-                    usable = self.free_memory
                 cfg = self.model.config
                 budget = cuda_token_budget(usable, cfg.hidden_size, cfg.num_hidden_layers, self.model.dtype.itemsize,
                                            self.window)
