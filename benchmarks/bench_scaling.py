@@ -35,7 +35,7 @@ def run(label: str, launcher: list[str], threads: int, args, model: Path, out: P
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [*launcher, str(REPO / "run_eval.py"), "--model", str(model), "--reference-size", "small",
            "--tasks", args.tasks, "--limit", str(args.limit), "--data-dir", args.data_dir, "--no-cache",
-           "--no-progress", "--output", str(out)]
+           "--no-progress", "--output", str(out), "--overwrite"]  # the folder is this benchmark's own, rerun
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
     end_to_end = time.perf_counter() - t0

@@ -56,7 +56,8 @@ def lambada(args, out: Path) -> dict:
     run_dir = out / "gpt2eval-lambada"
     cmd = [sys.executable, str(REPO / "run_eval.py"), "--model", args.model_dir, "--tasks", "lambada",
            "--limit", str(args.lambada_n), "--data-dir", args.data_dir, "--no-cache", "--no-progress",
-           "--dtype", args.dtype, "--device", args.device, "--output", str(run_dir)]
+           "--dtype", args.dtype, "--device", args.device, "--output", str(run_dir),
+           "--overwrite"]  # the folder is this benchmark's own, written anew by each run
     ours = run_child(cmd, out / "gpt2eval-lambada.log")
     task = json.loads((run_dir / "results.json").read_text())["tasks"]["lambada"]
     ours.update(eval_s=task["wall_s"], metrics=task["metrics"],
