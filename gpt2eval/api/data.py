@@ -169,16 +169,24 @@ def read_text(path: Path) -> str:
     return text
 
 
-def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
-    """Parse a JSON-lines file; a bad line names the file, the line and the field."""
-    rows = []
-    for n, line in enumerate(read_text(path).splitlines(), 1):
+def jsonl_rows(path: Path):
+    """(line number, parsed value) of each non-blank line of a JSON-lines file. Lines are split at
+    "\n" only, as JSON Lines defines them (a JSON string may hold U+2028 and its kin raw); a line
+    that is not JSON is one error naming the file and the line."""
+    for n, line in enumerate(read_text(path).split("\n"), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}, line {n}: not valid JSON ({e.msg}); fix or re-download the file") from None
+        yield n, row
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
+    """Parse a JSON-lines file; a bad line names the file, the line and the field."""
+    rows = []
+    for n, row in jsonl_rows(path):
         for key in required:
             if not isinstance(row, dict) or key not in row:
                 raise DataError(f"{path}, line {n}: missing field {key!r}")

@@ -14,7 +14,6 @@ commonly used on reading comprehension datasets like SQuAD", Section 3.8).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from . import guarded, token_f1
@@ -50,16 +49,10 @@ def read_nq_open(path) -> list[dict]:
     """NQ-open JSONL (``{"question": str, "answer": [str, ...]}`` per line) as
     ``{"line", "question", "answers"}``; the natural_questions task and `run_eval.py score` both
     read gold files with this. A bad line is one error naming the file and the line."""
-    from ..api.data import read_text
+    from ..api.data import jsonl_rows
     from ..errors import DataError
     out = []
-    for n, line in enumerate(read_text(Path(path)).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}, line {n}: not valid JSON ({e.msg}); fix or re-download the file") from None
+    for n, row in jsonl_rows(Path(path)):
         question, answers = (row.get("question"), row.get("answer")) if isinstance(row, dict) else (None, None)
         if not isinstance(question, str) or not question.strip():
             raise DataError(f"{path}, line {n}: no 'question' string; an NQ-open line is "
