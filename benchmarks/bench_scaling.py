@@ -90,8 +90,8 @@ def main() -> None:
               f"{'/'.join(map(str, b['by_worker'])):>20s} {'/'.join(map(str, b['items_by_worker'])):>16s} "
               f"{spread(b['by_worker']):6.1f}% {a['wall_s']:9.2f} {b['wall_s']:9.2f} {c['wall_s']:11.2f}")
     walls = [sum(t["wall_s"] for t in r["tasks"].values()) for r in (one, many, every)]
-    print(f"{'all tasks':15s} {'':>10s} {'':>10s} {'':>6s} {'':>20s} {'':>16s} {'':>7s} {walls[0]:9.2f} {walls[1]:9.2f} "
-          f"{walls[2]:11.2f}")
+    print(f"{'all tasks':15s} {'':>10s} {'':>10s} {'':>6s} {'':>20s} {'':>16s} {'':>7s} {walls[0]:9.2f} "
+          f"{walls[1]:9.2f} {walls[2]:11.2f}")
     print(f"end to end (start-up and model loading included): 1 worker {one['end_to_end_s']:.1f} s, {n} workers "
           f"{many['end_to_end_s']:.1f} s, 1 process on all cores {every['end_to_end_s']:.1f} s")
     same = one["comparison"] == many["comparison"]

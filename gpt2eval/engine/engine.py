@@ -178,7 +178,8 @@ class ContextDecodes:
     what a scored batch kept, and `decode` decodes what the batches of a chain kept after its last
     batch, on the worker that scored them: consecutive scored batches are pooled into one chain
     until their decodes (`decode_tokens`) fill a generation batch (chains.pooled), the same chains
-    whatever the number of workers. `answered` {generation key: answer}: what was decoded, by every worker (Engine.score)."""
+    whatever the number of workers. `answered` {generation key: answer}: what was decoded, by
+    every worker (Engine.score)."""
 
     def __init__(self, scheduler: Scheduler, decode, items: list[ScoreItem], gens: list[Generation],
                  prompts: list[Prompt], keys: list[str], cached: set[str]):

@@ -15,8 +15,9 @@ Chains and workers. Batches are grouped into chains. A chain is a run of consecu
 hand state on from one to the next (a shared prefix's keys/values), or a single batch. A chain
 starts with empty state (`carry`), so its answers do not depend on which worker computes it, or on
 what that worker computed before. Scored batches whose forwards keep contexts for decodes are
-pooled into chains, and their decodes run after the chain's last batch (engine.ContextDecodes). Under torchrun (`group`, distributed/group.py) every worker forms the same
-chains from the same work. Each chain goes to one worker (`deal`), and the workers exchange their
+pooled into chains, and their decodes run after the chain's last batch (engine.ContextDecodes).
+Under torchrun (`group`, distributed/group.py) every worker forms the same chains from the same
+work. Each chain goes to one worker (`deal`), and the workers exchange their
 answers after each chunk of chains. Nothing is forwarded twice, and the answers are one process's,
 bit for bit.
 """
@@ -111,9 +112,10 @@ class Scheduler:
         shape = lambda kv: [(1, len(kv[1].input_ids) * (kv_weight if kv[0] in kept else 1))]  # noqa: E731
 
         batches = list(self.batches(singles, shape, "score"))
-        single_chains = chains(batches)
-        if decode_kept is not None:  # pooled: a chain's decodes fill a generation batch, and there are
-            # enough chains to share among workers (the same chains whatever their number)
+        if decode_kept is None:
+            single_chains = chains(batches)
+        else:  # pooled: a chain's decodes fill a generation batch, and there are enough chains to
+            # share among workers (the same chains whatever their number)
             decodes = lambda batch: sum(kept.get(k, 0) for k, _ in batch)  # noqa: E731
             limit = min(self._shaping("generate")[0], sum(map(decodes, batches)) // POOL_CHAINS)
             single_chains = pooled(batches, decodes, limit)
